@@ -1,0 +1,92 @@
+"""The `Audio` value every model returns and every scorer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class Audio:
+    """A batch of waveforms.
+
+    waveform: float32 tensor (B, C, N) on the CPU, values in [-1, 1] for well-behaved models.
+    sample_rate: samples per second of every row.
+    """
+
+    waveform: torch.Tensor
+    sample_rate: int
+
+    def __post_init__(self):
+        if self.waveform.ndim != 3:
+            raise ValueError(
+                f"Audio.waveform must be (batch, channels, samples); got shape {tuple(self.waveform.shape)}"
+            )
+        if int(self.sample_rate) <= 0:
+            raise ValueError(f"Audio.sample_rate must be a positive integer; got {self.sample_rate!r}")
+        self.sample_rate = int(self.sample_rate)
+
+    def __len__(self) -> int:
+        return self.waveform.shape[0]
+
+    def __getitem__(self, rows) -> "Audio":
+        if isinstance(rows, int):
+            rows = slice(rows, rows + 1)
+        return Audio(self.waveform[rows], self.sample_rate)
+
+    @property
+    def duration(self) -> float:
+        return self.waveform.shape[-1] / self.sample_rate
+
+    def mono(self) -> torch.Tensor:
+        """(B, N) channel average."""
+        return self.waveform.mean(dim=1)
+
+    @staticmethod
+    def cat(parts: list["Audio"]) -> "Audio":
+        if not parts:
+            raise ValueError("Audio.cat needs at least one Audio")
+        rates = {p.sample_rate for p in parts}
+        if len(rates) != 1:
+            raise ValueError(f"Audio.cat needs one sample rate; got {sorted(rates)}")
+        return Audio(torch.cat([p.waveform for p in parts]), parts[0].sample_rate)
+
+    def save(self, folder: str | Path, names: list[str] | None = None) -> list[Path]:
+        """Write one 16-bit WAV per row into `folder`; returns the paths."""
+        import soundfile as sf
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        names = names or [f"{i:04d}" for i in range(len(self))]
+        if len(names) != len(self):
+            raise ValueError(f"got {len(names)} names for {len(self)} waveforms")
+        paths = []
+        for name, wav in zip(names, self.waveform):
+            path = folder / (name if name.endswith(".wav") else f"{name}.wav")
+            sf.write(path, wav.detach().float().clamp(-1, 1).T.numpy(), self.sample_rate, subtype="PCM_16")
+            paths.append(path)
+        return paths
+
+    @staticmethod
+    def load(paths: list[str | Path]) -> "Audio":
+        """Read WAV files of one sample rate and length into one batch."""
+        import soundfile as sf
+
+        if not paths:
+            raise ValueError("Audio.load needs at least one path")
+        waves, rates = [], set()
+        for p in paths:
+            try:
+                data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+            except Exception as err:  # soundfile raises several types for corrupt files
+                raise ValueError(f"cannot read audio file {p}: {err}") from err
+            waves.append(torch.from_numpy(data.T.copy()))
+            rates.add(sr)
+        if len(rates) != 1:
+            raise ValueError(f"files have different sample rates {sorted(rates)}")
+        lengths = {w.shape[-1] for w in waves}
+        if len(lengths) != 1:
+            raise ValueError(f"files have different lengths {sorted(lengths)}; trim or pad them first")
+        return Audio(torch.stack(waves), rates.pop())
