@@ -1,0 +1,107 @@
+"""Contrastive Activation Addition: steering vectors from contrastive prompt pairs (eq. 2), applied
+with ReNorm (eq. 3, see :func:`tada.hooks.renorm`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from tada.hooks import Capture
+from tada.models.base import AudioModel, check_seeds
+from tada.progress import progress_bar
+from tada.steering import SteeringVector
+
+
+def caa_direction(h_pos: torch.Tensor, h_neg: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: ``v = mean_i (h_pos_i - h_neg_i)``, returned as ``v / ||v||_2`` (over the last axis).
+
+    h_pos, h_neg: (N, ..., dim) frame-averaged site outputs of the N pairs.
+    """
+    if h_pos.shape != h_neg.shape:
+        raise ValueError(f"positive and negative activations differ in shape: {tuple(h_pos.shape)} vs {tuple(h_neg.shape)}")
+    if h_pos.shape[0] == 0:
+        raise ValueError("eq. 2 needs at least one pair")
+    v = (h_pos.double() - h_neg.double()).mean(dim=0)
+    norm = v.norm(dim=-1, keepdim=True)
+    if (norm == 0).any():
+        raise ValueError("the mean activation difference is zero: the pairs do not differ at these sites")
+    return (v / norm).float()
+
+
+def resolve_pairs(concept_or_pairs, n_pairs: int | None = None) -> tuple[str | None, list[tuple[str, str]]]:
+    """A concept name (its contrastive prompts over the shipped base styles) or explicit (pos, neg) pairs."""
+    if isinstance(concept_or_pairs, str):
+        from tada.concepts import contrastive_pairs
+
+        return concept_or_pairs, contrastive_pairs(concept_or_pairs, n=n_pairs)
+    pairs = [tuple(p) for p in concept_or_pairs]
+    for p in pairs:
+        if len(p) != 2 or not all(isinstance(x, str) and x.strip() for x in p):
+            raise ValueError(f"each pair must be two non-empty prompts (positive, negative); got {p!r}")
+    if not pairs:
+        raise ValueError("the list of contrastive pairs is empty")
+    return None, pairs[:n_pairs] if n_pairs else pairs
+
+
+def capture_means(model: AudioModel, prompts: list[str], seeds: list[int], sites: list[int], steps: int | None,
+                  per_step: bool, batch_size: int, desc: str = "capturing") -> dict[int, torch.Tensor]:
+    """Frame-averaged conditional-row outputs per prompt: ``{site: (P, dim)}``, or ``(P, steps, dim)``
+    with `per_step`; averaged over denoising steps otherwise."""
+    out: dict[int, list[torch.Tensor]] = {s: [] for s in sites}
+    with progress_bar(desc, total=len(prompts)) as bar:
+        for start in range(0, len(prompts), batch_size):
+            chunk = slice(start, start + batch_size)
+            cap = Capture(sites, rows="cond", reduce="frames", per_step=per_step)
+            model.generate(prompts[chunk], seeds[chunk], steps=steps, interventions=[cap])
+            for s in sites:
+                rec = torch.stack(cap.result[s], dim=1) if per_step else cap.result[s]
+                out[s].append(rec)
+            bar.advance(len(prompts[chunk]))
+    return {s: torch.cat(v) for s, v in out.items()}
+
+
+def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: int | Sequence[int] = 1,
+        steps: int | None = None, per_step: bool = False, n_pairs: int | None = None,
+        batch_size: int = 8) -> SteeringVector:
+    """Fit a CAA steering vector (eq. 2) at `sites`.
+
+    concept_or_pairs: a catalogue concept name, or a list of (positive, negative) prompts.
+    seeds: how many seeds per pair (an int), or the seeds themselves; each pair's two prompts share a seed,
+        so their difference holds the concept and not the noise.
+    per_step: keep one direction per denoising step (each unit-norm) instead of one averaged over steps.
+    """
+    if isinstance(sites, int):
+        sites = [sites]
+    sites = sorted(set(sites))
+    if not sites:
+        raise ValueError("choose at least one site to fit a steering vector at")
+    for s in sites:
+        if not 0 <= s < len(model.sites):
+            raise IndexError(f"site index {s} is out of range 0..{len(model.sites) - 1} for {model.name}")
+    concept, pairs = resolve_pairs(concept_or_pairs, n_pairs)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else check_seeds(list(seeds), len(list(seeds)))
+    if not seed_list:
+        raise ValueError("seeds must be a positive count or a non-empty list")
+    pos = [p for p, _ in pairs for _ in seed_list]
+    neg = [n for _, n in pairs for _ in seed_list]
+    prompt_seeds = seed_list * len(pairs)
+    # pos and neg of one unit go in one batch, side by side, so both see the same batch composition
+    prompts, seeds_all = [], []
+    half = max(1, batch_size // 2)
+    for start in range(0, len(pos), half):
+        prompts += pos[start:start + half] + neg[start:start + half]
+        seeds_all += prompt_seeds[start:start + half] * 2
+    acts = capture_means(model, prompts, seeds_all, sites, steps, per_step, 2 * half, desc=f"CAA {concept or 'pairs'}")
+    vectors = {}
+    for s in sites:
+        h_pos, h_neg = [], []
+        for start in range(0, len(pos), half):
+            k = len(pos[start:start + half])
+            block = acts[s][2 * start:2 * start + 2 * k]
+            h_pos.append(block[:k])
+            h_neg.append(block[k:])
+        vectors[s] = caa_direction(torch.cat(h_pos), torch.cat(h_neg))
+    meta = {"model": model.name, "method": "caa", "concept": concept, "pairs": [list(p) for p in pairs],
+            "seeds": seed_list, "steps": steps or model.default_steps, "per_step": per_step}
+    return SteeringVector(vectors, {s: model.sites[s].name for s in sites}, renorm=True, meta=meta)

@@ -1,0 +1,239 @@
+"""The AudioModel contract: one adapter per family over a real diffusers-style pipeline.
+
+An adapter tells the hook engine five things about its pipeline, and nothing else is family-specific:
+
+* ``denoiser``: the module called once per denoising step (``pipe.transformer`` or ``pipe.unet``);
+* ``sites``: its cross-attention modules in *execution* order (:class:`tada.hooks.Site`);
+* ``guidance_layout``: how guidance copies are stacked in the denoiser batch;
+* ``frame_slice(site)``: which positions of a site's output sequence are audio frames;
+* ``_pipeline_call(prompts, generators, steps, duration, guidance)``: run the pipeline, return (B, C, N).
+
+A new family (see :func:`tada.wrap`) provides these; the rest (encoding, patching, capture, steering,
+generation) is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tada.audio import Audio
+from tada.hooks import GuidanceLayout, Intervention, Site, check_hookable, intervene
+
+
+class _StopAfterFirstCall(Exception):
+    """Raised inside the pipeline once every site's context has been seen (ends `encode` early)."""
+
+
+def check_prompts(prompts: str | Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("the prompt list is empty; pass at least one prompt")
+    for p in prompts:
+        if not isinstance(p, str):
+            raise TypeError(f"prompts must be strings; got {type(p).__name__}: {p!r}")
+    return prompts
+
+
+def check_seeds(seeds: int | Sequence[int], n: int) -> list[int]:
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        return [seeds] * n
+    seeds = list(seeds)
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} prompts; pass one seed per prompt (or one int for all)")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"seeds must be integers; got {s!r}")
+    return seeds
+
+
+@dataclass
+class Conditioning:
+    """The context every site attends to, for a batch of prompts, as the pipeline builds it.
+
+    contexts[(site_index, kind)] = (context (B, S, D), mask (B, S) or None), kind in {"cond", "uncond"};
+    rows are in prompt order. Obtained by :meth:`AudioModel.encode`, consumed by
+    :class:`tada.hooks.PatchContext`.
+    """
+
+    prompts: list[str]
+    contexts: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor | None]]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def context(self, site: int, kind: str, samples: Sequence[int]):
+        """Context and mask of `kind` at `site` for the given samples (a 1-row conditioning broadcasts)."""
+        entry = self.contexts.get((site, kind))
+        if entry is None:
+            return None, None
+        ctx, mask = entry
+        idx = [0] * len(samples) if len(self) == 1 else list(samples)
+        return ctx[idx], None if mask is None else mask[idx]
+
+    def select(self, rows: Sequence[int]) -> "Conditioning":
+        rows = list(rows)
+        return Conditioning(
+            [self.prompts[r] for r in rows],
+            {k: (c[rows], None if m is None else m[rows]) for k, (c, m) in self.contexts.items()},
+        )
+
+
+class AudioModel:
+    """A text-to-music diffusion pipeline seen through its cross-attention sites.
+
+    Subclasses set ``name``, ``pipe``, ``denoiser``, ``sites``, ``guidance_layout``, ``mask_kwarg``,
+    ``sample_rate``, ``default_steps``, ``default_guidance``, and implement ``_pipeline_call``.
+    """
+
+    name: str = "model"
+    guidance_layout: GuidanceLayout = GuidanceLayout(("uncond", "cond"))
+    mask_kwarg: str | None = "attention_mask"
+    default_steps: int = 50
+    default_guidance: float = 7.0
+    default_duration: float | None = None
+
+    def __init__(self, pipe, denoiser: nn.Module, sites: list[Site], sample_rate: int):
+        self.pipe = pipe
+        self.denoiser = denoiser
+        self.sites = sites
+        self.sample_rate = int(sample_rate)
+        if not sites:
+            raise ValueError(f"{self.name}: found no cross-attention sites in {type(denoiser).__name__}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, sites={len(self.sites)}, sample_rate={self.sample_rate})"
+
+    # --- family hooks -------------------------------------------------------------------------
+    def frame_slice(self, site: Site) -> slice:
+        """Positions of a site's output sequence that are audio frames (all, unless overridden)."""
+        return slice(None)
+
+    def timestep_of(self, args: tuple, kwargs: dict) -> float | None:
+        """The denoiser call's timestep as a float (first row), read from its arguments."""
+        t = kwargs.get("timestep")
+        if t is None and len(args) > 1:
+            t = args[1]
+        if t is None:
+            return None
+        t = torch.as_tensor(t)
+        return float(t.reshape(-1)[0]) if t.numel() else None
+
+    def _pipeline_call(self, prompts: list[str], generators: list[torch.Generator], steps: int,
+                       duration: float | None, guidance: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- shared behaviour ---------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def _generators(self, seeds: list[int]) -> list[torch.Generator]:
+        return [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+    def _settings(self, steps, duration, guidance):
+        steps = self.default_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer; got {steps!r}")
+        guidance = self.default_guidance if guidance is None else float(guidance)
+        if not torch.isfinite(torch.tensor(guidance)) or guidance < 0:
+            raise ValueError(f"guidance must be a finite number >= 0; got {guidance!r}")
+        duration = self.default_duration if duration is None else float(duration)
+        if duration is not None and not duration > 0:
+            raise ValueError(f"duration must be a positive number of seconds; got {duration!r}")
+        return steps, duration, guidance
+
+    def encode(self, prompts: str | Sequence[str], guidance: float | None = None,
+               duration: float | None = None) -> Conditioning:
+        """Each site's context for `prompts`, exactly as the pipeline builds it (eq. 1's ``c``).
+
+        Runs the pipeline until every site has been called once, recording the keyword
+        ``encoder_hidden_states`` (and mask) each site receives, then stops: no denoising step finishes
+        and nothing is decoded.
+        """
+        prompts = check_prompts(prompts)
+        check_hookable(self)
+        steps, duration, guidance = self._settings(None, duration, guidance)
+        batch, store, last = len(prompts), {}, self.sites[-1].index
+
+        def make(site: Site):
+            def pre(module, args, kwargs):
+                ctx = kwargs.get("encoder_hidden_states")
+                if ctx is None:
+                    raise RuntimeError(f"site {site.name} was called without encoder_hidden_states as a keyword")
+                mask = kwargs.get(self.mask_kwarg) if self.mask_kwarg else None
+                for kind in ("cond", "uncond"):
+                    rows = self.guidance_layout.rows(ctx.shape[0], batch, kind)
+                    if rows:
+                        store[(site.index, kind)] = (
+                            ctx[rows].detach().clone(),
+                            None if mask is None else mask[rows].detach().clone(),
+                        )
+                if site.index == last:
+                    raise _StopAfterFirstCall
+
+            return pre
+
+        handles = [s.module.register_forward_pre_hook(make(s), with_kwargs=True) for s in self.sites]
+        try:
+            with torch.no_grad():
+                self._pipeline_call(prompts, self._generators([0] * batch), steps, duration, guidance)
+        except _StopAfterFirstCall:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        if not store:
+            raise RuntimeError(f"{self.name}: the pipeline finished without calling any cross-attention site")
+        return Conditioning(prompts, store)
+
+    def generate(self, prompts: str | Sequence[str], seeds: int | Sequence[int] = 0, steps: int | None = None,
+                 duration: float | None = None, guidance: float | None = None,
+                 interventions: Sequence[Intervention] = (), steer: Sequence = ()) -> Audio:
+        """Generate one waveform per prompt, row ``b`` from ``torch.Generator().manual_seed(seeds[b])``.
+
+        interventions: :mod:`tada.hooks` objects (PatchContext, Capture, AddVector).
+        steer: steering vectors at a strength, ``[vector.at(alpha), ...]`` (see :mod:`tada.steering`);
+            several compose (their additions are applied one after the other at each site).
+        """
+        prompts = check_prompts(prompts)
+        seeds = check_seeds(seeds, len(prompts))
+        steps, duration, guidance = self._settings(steps, duration, guidance)
+        if not isinstance(steer, (list, tuple)):
+            steer = [steer]
+        ivs = list(interventions) + [s.intervention(self) for s in steer]
+        with torch.no_grad(), intervene(self, len(prompts), ivs):
+            wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
+        return Audio(wav.detach().float().cpu(), self.sample_rate)
+
+
+def linear_width(module: nn.Module, names: Sequence[str], attr: str) -> int:
+    """`attr` (in_features/out_features) of the first linear submodule found under one of `names`."""
+    for n in names:
+        sub = module
+        for part in n.split("."):
+            sub = getattr(sub, part, None) if not part.isdigit() else (sub[int(part)] if sub is not None else None)
+            if sub is None:
+                break
+        if isinstance(sub, nn.Linear):
+            return getattr(sub, attr)
+    raise ValueError(f"cannot find any of {list(names)} in {type(module).__name__}")
+
+
+def make_sites(denoiser: nn.Module, names: Sequence[str]) -> list[Site]:
+    """Sites for module names given in execution order; widths read from their projections."""
+    modules = dict(denoiser.named_modules())
+    sites = []
+    for i, n in enumerate(names):
+        if n not in modules:
+            raise ValueError(f"no module named {n!r} in {type(denoiser).__name__}")
+        m = modules[n]
+        dim = linear_width(m, ("to_out.0", "o_proj", "out_proj"), "out_features")
+        ctx = linear_width(m, ("to_k", "k_proj"), "in_features")
+        sites.append(Site(i, n, m, dim, ctx))
+    return sites

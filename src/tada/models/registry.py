@@ -1,0 +1,118 @@
+"""Model names -> adapters. `load(name)` builds or downloads a pipeline; `wrap(pipe)` adapts one you hold.
+
+Real checkpoints are loaded with the family's own ``from_pretrained`` (by alias, hub id or local folder);
+``tiny-*`` names build the same pipeline classes with tiny random weights offline (for tests and
+shape checks); ``toy`` is the small model trained on a synthetic music world that ships in the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tada.models.base import AudioModel
+
+
+@dataclass(frozen=True)
+class Family:
+    adapter: str  # "module:Class" of the AudioModel subclass
+    pipeline: str  # diffusers pipeline class name it adapts
+
+
+FAMILIES = {
+    "StableAudioPipeline": Family("tada.models.stable_audio:StableAudioModel", "StableAudioPipeline"),
+    "AudioLDM2Pipeline": Family("tada.models.audioldm2:AudioLDM2Model", "AudioLDM2Pipeline"),
+    "AceStepPipeline": Family("tada.models.ace_step:AceStepModel", "AceStepPipeline"),
+    "ToyPipeline": Family("tada.models.toy:ToyModel", "ToyPipeline"),
+}
+
+# alias -> (diffusers pipeline class, default hub id)
+CHECKPOINTS = {
+    "stable-audio-open": ("StableAudioPipeline", "stabilityai/stable-audio-open-1.0"),
+    "audioldm2-music": ("AudioLDM2Pipeline", "cvssp/audioldm2-music"),
+    "ace-step-1.5": ("AceStepPipeline", "ACE-Step/acestep-v15-xl-base-diffusers"),
+    "ace-step-1.5-turbo": ("AceStepPipeline", "ACE-Step/acestep-v15-xl-turbo-diffusers"),
+}
+
+
+def _import(path: str):
+    import importlib
+
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _toy(**kw):
+    from tada.toy.model import ToyPipeline
+
+    return ToyPipeline.from_pretrained(kw.pop("path", None))
+
+
+def _tiny(builder: str) -> Callable:
+    def build(seed: int = 0, **kw):
+        return _import(f"tada.models.tiny:{builder}")(seed=seed)
+
+    return build
+
+
+BUILDERS: dict[str, Callable] = {
+    "toy": _toy,
+    "tiny-stable-audio": _tiny("build_tiny_stable_audio"),
+    "tiny-audioldm2": _tiny("build_tiny_audioldm2"),
+    "tiny-ace-step": _tiny("build_tiny_ace_step"),
+}
+
+
+def known_models() -> list[str]:
+    return sorted(BUILDERS) + sorted(CHECKPOINTS)
+
+
+def load(name: str = "toy", **kw) -> AudioModel:
+    """Load a model by name: ``toy`` (default, offline), ``tiny-stable-audio``, ``tiny-audioldm2``,
+    ``tiny-ace-step`` (random weights, offline), ``stable-audio-open``, ``audioldm2-music``,
+    ``ace-step-1.5``, ``ace-step-1.5-turbo`` (downloaded by diffusers), or a hub id / local folder of one
+    of those pipelines. Keyword arguments go to the builder or to ``from_pretrained`` (e.g.
+    ``torch_dtype``); ``device`` moves the pipeline.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a non-empty string; known models: {', '.join(known_models())}")
+    device = kw.pop("device", None)
+    if name in BUILDERS:
+        pipe = BUILDERS[name](**kw)
+    elif name in CHECKPOINTS or "/" in name:
+        import diffusers
+
+        cls_name, repo = CHECKPOINTS.get(name, (None, name))
+        cls = getattr(diffusers, cls_name) if cls_name else diffusers.DiffusionPipeline
+        try:
+            pipe = cls.from_pretrained(repo, **kw)
+        except (OSError, ValueError) as err:
+            raise OSError(
+                f"could not load {name!r} ({repo}) with {cls.__name__}.from_pretrained: {err}. Real checkpoints need "
+                "a download (or a local folder); offline, use 'toy' or a 'tiny-*' model."
+            ) from err
+    else:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(known_models())}, "
+                         "or a hub id / local folder such as 'stabilityai/stable-audio-open-1.0'")
+    if device is not None:
+        pipe = pipe.to(device)
+    return wrap(pipe, name=name)
+
+
+def wrap(pipe, name: str | None = None) -> AudioModel:
+    """Adapt a pipeline object you already hold.
+
+    Supported: StableAudioPipeline, AudioLDM2Pipeline, AceStepPipeline and tada's ToyPipeline (their
+    subclasses too). Another family needs an :class:`~tada.models.base.AudioModel` subclass that names
+    its denoiser, its cross-attention modules in execution order (the modules called with
+    ``encoder_hidden_states=`` as a keyword), its guidance layout, its frame positions and how to call
+    the pipeline with one generator per prompt; see ``tada/models/stable_audio.py`` for a 30-line example.
+    """
+    for cls in type(pipe).__mro__:
+        fam = FAMILIES.get(cls.__name__)
+        if fam is not None:
+            return _import(fam.adapter)(pipe, name=name)
+    raise TypeError(
+        f"tada cannot wrap a {type(pipe).__name__}: supported pipelines are {', '.join(FAMILIES)}. For another "
+        "family, subclass tada.models.base.AudioModel (see its docstring for the five things it must provide)."
+    )

@@ -1,0 +1,37 @@
+"""The embedded default model: `tada.toy.model.ToyPipeline` (a small `StableAudioDiTModel` over log-mel).
+
+Sites: ``transformer_blocks.{i}.attn2`` (site index = block index). Context: MiniLM token states padded
+to a fixed length, with a boolean keep-mask passed to cross-attention as ``attention_mask``, so a
+prompt's context never depends on its batch. Guidance: ``[uncond, cond]``. Frames: positions 1..T
+(the DiT prepends one global token). Timestep: the flow time t in [0, 1], passed as ``timestep``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tada.hooks import GuidanceLayout, Site
+from tada.models.base import AudioModel, make_sites
+
+
+class ToyModel(AudioModel):
+    name = "toy"
+    guidance_layout = GuidanceLayout(("uncond", "cond"))
+    mask_kwarg = "attention_mask"
+
+    def __init__(self, pipe, name: str | None = None):
+        den = pipe.transformer
+        names = [f"transformer_blocks.{i}.attn2" for i in range(len(den.transformer_blocks))]
+        super().__init__(pipe, den, make_sites(den, names), pipe.sample_rate)
+        self.default_steps = getattr(pipe, "default_steps", 20)
+        self.default_guidance = getattr(pipe, "default_guidance", 3.0)
+        if name:
+            self.name = name
+
+    def frame_slice(self, site: Site) -> slice:
+        return slice(1, None)
+
+    def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
+        if duration is not None and abs(duration - self.pipe.duration) > 1e-6:
+            raise ValueError(f"the toy model generates {self.pipe.duration} s clips only; got duration={duration}")
+        return self.pipe(prompt=prompts, generator=generators, num_inference_steps=steps, guidance_scale=guidance)

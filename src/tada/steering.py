@@ -1,0 +1,120 @@
+"""Steering vectors: one direction per site, saved as safetensors + JSON, applied with a strength alpha.
+
+CAA vectors (eq. 2) are applied with ReNorm (eq. 3); SAE vectors (eq. 7) are added as they are (eq. 8).
+A vector is either one direction per site, shape (dim,), or one per denoising step, shape (steps, dim).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tada.hooks import AddVector
+
+
+@dataclass
+class SteeringVector:
+    """Directions keyed by site index.
+
+    vectors: ``{site_index: tensor (dim,) or (steps, dim)}``.
+    site_names: the site modules' names, checked against the model when applied or loaded.
+    renorm: apply eq. 3 after adding (CAA) or not (SAE, eq. 8).
+    meta: model, concept, method, pairs, seeds, library version and anything else worth keeping.
+    """
+
+    vectors: dict[int, torch.Tensor]
+    site_names: dict[int, str]
+    renorm: bool = True
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.vectors:
+            raise ValueError("a SteeringVector needs at least one site")
+        for idx, v in self.vectors.items():
+            if v.ndim not in (1, 2):
+                raise ValueError(f"vector for site {idx} must be (dim,) or (steps, dim); got {tuple(v.shape)}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"vector for site {idx} contains NaN or inf")
+
+    @property
+    def sites(self) -> list[int]:
+        return sorted(self.vectors)
+
+    def at(self, alpha: float | Sequence[float], rows: str = "cond", window: tuple[float, float] | None = None,
+           samples: Sequence[int] | None = None) -> "Steer":
+        """This vector at strength `alpha` (one number, or one per prompt of the batch)."""
+        return Steer(self, alpha, rows, window, samples)
+
+    def check_model(self, model) -> None:
+        for idx, name in self.site_names.items():
+            if idx >= len(model.sites) or model.sites[idx].name != name:
+                have = model.sites[idx].name if idx < len(model.sites) else f"none (the model has {len(model.sites)})"
+                raise ValueError(f"this vector was fit on site {idx} = {name!r}; {model.name} has {have} there")
+            dim = self.vectors[idx].shape[-1]
+            if dim != model.sites[idx].dim:
+                raise ValueError(
+                    f"vector for site {idx} has width {dim}; {model.name}'s site {idx} has width {model.sites[idx].dim}"
+                )
+        fitted = self.meta.get("model")
+        if fitted and fitted != model.name:
+            raise ValueError(f"this vector was fit on model {fitted!r}; got {model.name!r}")
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (.safetensors) and ``path`` with suffix .json (metadata)."""
+        from safetensors.torch import save_file
+
+        import tada
+
+        path = Path(path).with_suffix(".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({f"site.{i}": v.contiguous().float() for i, v in self.vectors.items()}, str(path))
+        meta = dict(self.meta, renorm=self.renorm, site_names={str(k): v for k, v in self.site_names.items()},
+                    library_version=tada.__version__)
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model=None) -> "SteeringVector":
+        """Read a saved vector; with `model`, check that its sites, widths and model name match."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path).with_suffix(".safetensors")
+        meta_path = path.with_suffix(".json")
+        for p in (path, meta_path):
+            if not p.exists():
+                raise FileNotFoundError(f"steering vector file {p} does not exist")
+        try:
+            tensors = load_file(str(path))
+            meta = json.loads(meta_path.read_text())
+            names = {int(k): v for k, v in meta.pop("site_names").items()}
+            vectors = {int(k.split(".", 1)[1]): v for k, v in tensors.items()}
+        except (SafetensorError, json.JSONDecodeError, KeyError, ValueError, IndexError) as err:
+            raise ValueError(f"{path} is not a tada steering vector: {err}") from err
+        if set(names) != set(vectors):
+            raise ValueError(f"{path}: sites in the tensors {sorted(vectors)} and metadata {sorted(names)} differ")
+        meta.pop("library_version", None)
+        vec = cls(vectors, names, bool(meta.pop("renorm", True)), meta)
+        if model is not None:
+            vec.check_model(model)
+        return vec
+
+
+@dataclass
+class Steer:
+    """A steering vector at a strength: what ``model.generate(steer=[...])`` takes."""
+
+    vector: SteeringVector
+    alpha: float | Sequence[float]
+    rows: str = "cond"
+    window: tuple[float, float] | None = None
+    samples: Sequence[int] | None = None
+
+    def intervention(self, model) -> AddVector:
+        self.vector.check_model(model)
+        return AddVector(self.vector.vectors, self.alpha, renorm=self.vector.renorm, rows=self.rows,
+                         samples=self.samples, window=self.window)
