@@ -1,0 +1,249 @@
+"""Localization by activation patching (sec. 3, fig. 2) and the layer Impact of eq. 9.
+
+For one counterfactual pair (P_c, P_c~) and one seed, a single batch of L + 2 rows shares the initial
+noise: row 0 is generated from P_c~ at every site, row 1 from P_c at every site, and row 2 + l from
+P_c~ everywhere except site l, which attends to P_c's context (keys and values ``c W_K``, ``c W_V``).
+All rows are generated from the prompt P_c~; the concept reaches rows 1.. only through patched
+contexts, so the three terms of eq. 9 come from one batched generation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tada.hooks import PatchContext
+from tada.models.base import AudioModel, check_prompts
+from tada.progress import progress_bar
+
+SOURCE, TARGET = -2, -1  # `layer` column values of the unpatched rows: all sites get P_c~ / all get P_c
+
+
+def impact(sim_patched: np.ndarray, sim_source: np.ndarray, sim_target: np.ndarray,
+           min_denominator: float = 1e-6) -> np.ndarray:
+    """Eq. 9 as a ratio of means over (pair, seed) units:
+
+        Impact(l, c) = (mean sim(l<-c, l'<-c~) - mean sim(all<-c~)) / (mean sim(all<-c) - mean sim(all<-c~))
+
+    sim_patched: (U, L) similarities of the patched rows; sim_source, sim_target: (U,).
+    Means are taken *before* the ratio: a single unit whose target and source sound alike has a
+    denominator near zero, and a mean of per-unit ratios would be dominated by it. When the mean
+    denominator is below `min_denominator` in absolute value the concept did not change the audio at all
+    (prompting alone fails), Impact is undefined and NaN is returned for every layer.
+    """
+    sim_patched, sim_source, sim_target = map(np.asarray, (sim_patched, sim_source, sim_target))
+    if sim_patched.ndim != 2 or sim_source.shape != (sim_patched.shape[0],) or sim_target.shape != sim_source.shape:
+        raise ValueError(
+            f"expected patched (U, L), source (U,), target (U,); got {sim_patched.shape}, {sim_source.shape}, "
+            f"{sim_target.shape}"
+        )
+    if sim_patched.shape[0] == 0:
+        raise ValueError("Impact needs at least one (pair, seed) unit")
+    den = sim_target.mean() - sim_source.mean()
+    if abs(den) < min_denominator:
+        return np.full(sim_patched.shape[1], np.nan)
+    return (sim_patched.mean(axis=0) - sim_source.mean()) / den
+
+
+def bootstrap_impact(sim_patched, sim_source, sim_target, n_boot: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of :func:`impact`, resampling (pair, seed) units with replacement."""
+    sim_patched, sim_source, sim_target = map(np.asarray, (sim_patched, sim_source, sim_target))
+    rng = np.random.default_rng(seed)
+    u = sim_patched.shape[0]
+    draws = np.empty((n_boot, sim_patched.shape[1]))
+    for b in range(n_boot):
+        idx = rng.integers(0, u, u)
+        draws[b] = impact(sim_patched[idx], sim_source[idx], sim_target[idx])
+    lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0) if u > 1 else (draws[0], draws[0])
+    return lo, hi
+
+
+@dataclass
+class LayerImpact:
+    """Impact (eq. 9) per concept and site, with bootstrap intervals.
+
+    table columns: concept, layer, impact, ci_low, ci_high, units.
+    """
+
+    table: pd.DataFrame
+
+    def matrix(self) -> pd.DataFrame:
+        """concept x layer Impact."""
+        return self.table.pivot(index="concept", columns="layer", values="impact")
+
+    def top(self, k: int = 2, concept: str | None = None) -> list[int]:
+        """The `k` layers of highest Impact for `concept` (or averaged over all concepts)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1; got {k}")
+        t = self.table
+        if concept is not None:
+            if concept not in set(t.concept):
+                raise ValueError(f"no concept {concept!r} in this table; it has {sorted(set(t.concept))}")
+            t = t[t.concept == concept]
+        mean = t.groupby("layer").impact.mean().dropna().sort_values(ascending=False, kind="stable")
+        return [int(x) for x in mean.index[:k]]
+
+    def to_csv(self, path: str | Path) -> None:
+        self.table.to_csv(path, index=False)
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> "LayerImpact":
+        return cls(pd.read_csv(path))
+
+    def heatmap(self, path: str | Path, title: str | None = None) -> Path:
+        """A concept x layer heatmap like the paper's fig. 3."""
+        from tada.report.plots import impact_heatmap
+
+        return impact_heatmap(self.matrix(), path, title=title)
+
+
+def _units(n_pairs: int, seeds: Sequence[int]) -> list[tuple[int, int]]:
+    return [(p, s) for p in range(n_pairs) for s in seeds]
+
+
+def sweep_rows(n_layers: int, layers: Sequence[int] | None = None) -> list[tuple[int, list[int] | None]]:
+    """The rows of one unit: (layer label, patched sites), layer label SOURCE, TARGET or the site index."""
+    layers = range(n_layers) if layers is None else layers
+    return [(SOURCE, []), (TARGET, list(range(n_layers)))] + [(l, [l]) for l in layers]
+
+
+def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str, str]], queries: Sequence[str],
+              seeds: Sequence[int] = (0,), steps: int | None = None, guidance: float | None = None,
+              layers: Sequence[int] | None = None, max_batch: int = 16, scores_path: str | Path | None = None,
+              desc: str | None = None) -> pd.DataFrame:
+    """Score every row of every (pair, seed) unit; with `scores_path`, append each finished unit's rows to
+    that CSV as it goes and skip the units already there (a killed run resumes).
+
+    pairs: (P_c, P_c~) prompts. queries: texts describing the concept; a row's `sim` is its mean
+    similarity to them under `scorer`.
+    """
+    if not pairs:
+        raise ValueError(f"no counterfactual pairs for concept {concept!r}")
+    for pc, pn in pairs:
+        check_prompts([pc, pn])
+    queries = check_prompts(list(queries))
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1; got {max_batch}")
+    rows_def = sweep_rows(len(model.sites), layers)
+    done = pd.DataFrame()
+    if scores_path is not None and Path(scores_path).exists() and Path(scores_path).stat().st_size:
+        done = pd.read_csv(scores_path)
+        done = done[done.concept == concept]
+    finished = set(zip(done.get("pair", []), done.get("seed", [])))
+    todo = [u for u in _units(len(pairs), seeds) if u not in finished]
+    flat = [(u, label, sites) for u in todo for label, sites in rows_def]
+    records: list[dict] = []
+    pending: dict[tuple[int, int], list[dict]] = {}
+    total = len(_units(len(pairs), seeds))
+    with progress_bar(desc or f"localize {concept}", total=total, done=total - len(todo)) as bar:
+        for start in range(0, len(flat), max_batch):
+            chunk = flat[start:start + max_batch]
+            targets = sorted({pairs[u[0]][0] for u, _, _ in chunk})
+            enc = model.encode(targets, guidance=guidance)
+            source = enc.select([targets.index(pairs[u[0]][0]) for u, _, _ in chunk])
+            patch = PatchContext(source, sites=[sites for _, _, sites in chunk])
+            audio = model.generate([pairs[u[0]][1] for u, _, _ in chunk], [u[1] for u, _, _ in chunk],
+                                   steps=steps, guidance=guidance, interventions=[patch])
+            sims = scorer.similarity(audio, queries).mean(dim=1)
+            for (u, label, _), sim in zip(chunk, sims.tolist()):
+                rec = {"concept": concept, "pair": u[0], "seed": u[1], "layer": label, "sim": sim,
+                       "target_prompt": pairs[u[0]][0], "source_prompt": pairs[u[0]][1]}
+                pending.setdefault(u, []).append(rec)
+                if len(pending[u]) == len(rows_def):
+                    unit_rows = pending.pop(u)
+                    records += unit_rows
+                    if scores_path is not None:
+                        _append_csv(scores_path, unit_rows)
+                    bar.advance(1)
+    new = pd.DataFrame(records)
+    return pd.concat([done, new], ignore_index=True) if len(done) else new
+
+
+def _append_csv(path: str | Path, rows: list[dict]) -> None:
+    path = Path(path)
+    header = not path.exists() or path.stat().st_size == 0
+    pd.DataFrame(rows).to_csv(path, mode="a", header=header, index=False)
+
+
+def impact_table(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> LayerImpact:
+    """LayerImpact from a scores table (columns concept, pair, seed, layer, sim)."""
+    out = []
+    for concept, df in scores.groupby("concept", sort=False):
+        wide = df.pivot_table(index=["pair", "seed"], columns="layer", values="sim", aggfunc="first")
+        layers = [c for c in wide.columns if c >= 0]
+        patched, src, tgt = wide[layers].to_numpy(), wide[SOURCE].to_numpy(), wide[TARGET].to_numpy()
+        imp = impact(patched, src, tgt)
+        lo, hi = bootstrap_impact(patched, src, tgt, n_boot=n_boot, seed=seed)
+        for j, layer in enumerate(layers):
+            out.append({"concept": concept, "layer": int(layer), "impact": imp[j], "ci_low": lo[j],
+                        "ci_high": hi[j], "units": len(wide)})
+    return LayerImpact(pd.DataFrame(out))
+
+
+def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs: int = 8, seeds: int | Sequence[int] = 2,
+             steps: int | None = None, guidance: float | None = None, scorer=None, captions: str | Path | None = None,
+             out: str | Path | None = None, max_batch: int = 16, layers: Sequence[int] | None = None,
+             n_boot: int = 1000, catalogue=None) -> LayerImpact:
+    """Localize one or more catalogue concepts on `model` (sec. 4.1) and return their LayerImpact.
+
+    Pairs come from the caption corpus (`captions`, a CSV with a `caption` column; the shipped one by
+    default) through the concept's keywords and replacement rules. With `out`, the run folder gets
+    manifest.json, pairs.csv, scores.csv (written as it goes), impact.csv and heatmap.png; running again
+    with the same folder resumes and ends with the same table.
+    """
+    from tada.concepts import build_pairs, load_captions, load_catalogue
+    from tada.scoring import default_scorer
+
+    import tada
+
+    concepts = [concept] if isinstance(concept, str) else list(concept)
+    if not concepts:
+        raise ValueError("choose at least one concept to localize")
+    catalogue = catalogue or load_catalogue()
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ValueError("seeds must be a positive count or a non-empty list")
+    scorer = scorer or default_scorer(model)
+    caption_list = load_captions(captions)
+    out = Path(out) if out is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {"model": model.name, "concepts": concepts, "n_pairs": n_pairs, "seeds": seed_list,
+                    "steps": steps or model.default_steps, "guidance": guidance if guidance is not None else model.default_guidance,
+                    "layers": list(layers) if layers is not None else list(range(len(model.sites))),
+                    "scorer": getattr(scorer, "name", type(scorer).__name__), "catalogue_version": catalogue.version,
+                    "captions": str(captions) if captions else "shipped", "library_version": tada.__version__}
+        _check_manifest(out / "manifest.json", manifest)
+    frames, pair_rows = [], []
+    for name in concepts:
+        c = catalogue[name]
+        pairs = build_pairs(c, caption_list, n=n_pairs).pairs
+        pair_list = [(p.target, p.source) for p in pairs]
+        pair_rows += [{"concept": name, "pair": i, "target": t, "source": s} for i, (t, s) in enumerate(pair_list)]
+        frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seed_list, steps, guidance,
+                                layers, max_batch, out / "scores.csv" if out else None))
+    result = impact_table(pd.concat(frames, ignore_index=True), n_boot=n_boot)
+    if out is not None:
+        pd.DataFrame(pair_rows).to_csv(out / "pairs.csv", index=False)
+        result.to_csv(out / "impact.csv")
+        result.heatmap(out / "heatmap.png", title=f"Impact (eq. 9) on {model.name}")
+    return result
+
+
+def _check_manifest(path: Path, manifest: dict) -> None:
+    """Write the manifest, or check that a resumed run uses the same settings."""
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), v) for k, v in manifest.items() if k != "library_version" and old.get(k) != v}
+        if diff:
+            raise ValueError(
+                f"{path.parent} holds a run with other settings ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
+                "use another --out folder or the same settings to resume"
+            )
+    path.write_text(json.dumps(manifest, indent=2))
+
