@@ -78,7 +78,8 @@ def test_word_inside_another_word_is_not_a_keyword(catalogue):
     assert not gender.has_counter("a female vocal")
     assert gender.has_counter("a male vocal")
     assert not catalogue["reggae"].has_concept("a reggaeton beat")
-    assert tempo.counterfactual("Breakfast music, fast and breakfast-ready") == "Breakfast music, slow and breakfast-ready"
+    assert tempo.counterfactual("Breakfast music, fast and breakfast-ready") == \
+        "Breakfast music, slow and breakfast-ready"
     assert drums.counterfactual("drumsticks and drums") == "drumsticks and maracas"
 
 
@@ -108,6 +109,8 @@ def test_replacement_fixes_the_article(catalogue):
 def test_longest_phrase_wins_and_no_chained_rewrite(catalogue):
     piano = catalogue["piano"]
     assert piano.counterfactual("an upright piano") == "an acoustic guitar"
+    assert piano.counterfactual("an upright\n piano") == "an acoustic guitar"
+    assert catalogue["drums"].counterfactual("a drum  kit") == "a pair of maracas"
     # one pass: the "guitar" written by a rule is not rewritten again by another concept's rules
     swap = small_concept(replacements={"bell": "gong", "gong": "bell"}, counter_keywords=["harps?"])
     assert swap.counterfactual("a bell and a gong") == "a gong and a bell"
@@ -341,6 +344,9 @@ def bad(field, value):
     (bad("replacements", {"brass": ""}), "field 'replacements': each rule must map a non-empty phrase"),
     (bad("replacements", {"brass": "Brass"}), "field 'replacements': rule 'brass' -> 'Brass' changes nothing"),
     (bad("replacements", {"brass": "x", "Brass": "y"}), "field 'replacements': phrase 'Brass' has two rules"),
+    (bad("replacements", {"'n'": "x"}), "field 'replacements': phrase \"'n'\" must begin and end with a letter"),
+    (bad("ignore", ["bass "]), "field 'ignore': phrase 'bass ' must begin and end with a letter"),
+    ({**USER_CONCEPT, "ignore": ["Brass"]}, "field 'ignore': phrase 'Brass' is also replaced by a rule"),
     (bad("kind", "pair"), "concept 'brass', field 'kind': unknown kind 'pair'; accepted: binary, swap"),
     (bad("name", "Brass Band"), "field 'name': must be a short id"),
     (bad("queries", {"positive": ["x"]}), "field 'queries': must be a mapping with keys positive, negative"),

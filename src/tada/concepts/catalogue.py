@@ -77,6 +77,11 @@ def match_case(source: str, target: str) -> str:
     return target
 
 
+def _key(phrase: str) -> str:
+    """A phrase as rules are looked up: lower case, single spaces."""
+    return " ".join(phrase.lower().split())
+
+
 def _article_for(word: str, written: str) -> str:
     """"a" or "an" for ``word`` (by its first letter), in the capitalisation of the ``written`` article."""
     return match_case(written, "an" if word[:1] in _VOWELS else "a")
@@ -106,18 +111,18 @@ class Concept:
     def __post_init__(self) -> None:
         _normalise(self)
         _validate_concept(self)
-        rules = {src.lower(): dst for src, dst in self.replacements}
+        rules = {_key(src): dst for src, dst in self.replacements}
         for src, dst in self.replacements:
-            rules.setdefault(plural(src).lower(), plural(dst))
-        ignored = [re.escape(p) for p in self.ignore]
-        terms = sorted(list(rules) + [p.lower() for p in self.ignore], key=len, reverse=True)
+            rules.setdefault(_key(plural(src)), plural(dst))
+        ignored = [re.escape(p).replace(r"\ ", r"\s+") for p in self.ignore]
+        terms = sorted(list(rules) + [_key(p) for p in self.ignore], key=len, reverse=True)
         object.__setattr__(self, "_rules", rules)
         object.__setattr__(self, "_ignore_re", _words(ignored) if ignored else None)
         object.__setattr__(self, "_keyword_re", _words(list(self.keywords)))
         object.__setattr__(self, "_counter_re", _words(list(self.counter_keywords)))
+        phrases = "|".join(re.escape(t).replace(r"\ ", r"\s+") for t in terms)  # any run of spaces between words
         object.__setattr__(self, "_replace_re", re.compile(
-            r"(?:\b(?P<article>an?)(?P<space>\s+))?\b(?P<term>" + "|".join(re.escape(t) for t in terms) + r")\b",
-            re.IGNORECASE))
+            r"(?:\b(?P<article>an?)(?P<space>\s+))?\b(?P<term>" + phrases + r")\b", re.IGNORECASE))
 
     def _unignored(self, text: str) -> str:
         return self._ignore_re.sub(" ", text) if self._ignore_re is not None else text
@@ -139,7 +144,7 @@ class Concept:
 
         def substitute(match: re.Match) -> str:
             term = match["term"]
-            target = self._rules.get(term.lower())
+            target = self._rules.get(_key(term))
             if target is None:  # an ignored phrase
                 return match[0]
             new = match_case(term, target)
@@ -215,6 +220,12 @@ def _strings(concept: Concept, field: str, value: Any, allow_empty: bool = False
         raise _fail(concept, field, "must not be empty")
 
 
+def _whole_words(concept: Concept, field: str, phrase: str) -> None:
+    if not (phrase[0].isalnum() and phrase[-1].isalnum()):
+        raise _fail(concept, field, f"phrase {phrase!r} must begin and end with a letter or digit "
+                                    f"(it is matched as whole words)")
+
+
 def _validate_concept(c: Concept) -> None:
     if not isinstance(c.name, str) or not _NAME.fullmatch(c.name):
         raise _fail(None, "name", f"must be a short id of lowercase letters, digits and '_', got {c.name!r}",
@@ -234,6 +245,8 @@ def _validate_concept(c: Concept) -> None:
             if compiled.search(""):
                 raise _fail(c, field, f"regular expression {pattern!r} matches the empty string")
     _strings(c, "ignore", c.ignore, allow_empty=True)
+    for phrase in c.ignore:
+        _whole_words(c, "ignore", phrase)
     if not isinstance(c.replacements, tuple) or not c.replacements:
         raise _fail(c, "replacements", "must map at least one phrase of c to its c~ counterpart")
     seen: set[str] = set()
@@ -242,11 +255,15 @@ def _validate_concept(c: Concept) -> None:
                 or not all(isinstance(s, str) and s.strip() for s in rule)):
             raise _fail(c, "replacements", f"each rule must map a non-empty phrase to a non-empty phrase, "
                                            f"got {rule!r}")
-        if rule[0].lower() == rule[1].lower():
+        _whole_words(c, "replacements", rule[0])
+        if _key(rule[0]) == _key(rule[1]):
             raise _fail(c, "replacements", f"rule {rule[0]!r} -> {rule[1]!r} changes nothing")
-        if rule[0].lower() in seen:
+        if _key(rule[0]) in seen:
             raise _fail(c, "replacements", f"phrase {rule[0]!r} has two rules")
-        seen.add(rule[0].lower())
+        seen.add(_key(rule[0]))
+    for phrase in c.ignore:
+        if _key(phrase) in seen:
+            raise _fail(c, "ignore", f"phrase {phrase!r} is also replaced by a rule; keep it in one of the two")
     if not isinstance(c.queries, Queries):
         raise _fail(c, "queries", f"must hold a positive and a negative list, got {c.queries!r}")
     for side in Queries._fields:
