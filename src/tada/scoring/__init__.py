@@ -1,0 +1,55 @@
+"""Audio-text scorers behind one `Scorer` protocol, and `load_scorer` to build one by name.
+
+Heavy or optional back ends are imported only when their name is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tada.scoring.base import Scorer, cosine_similarity
+
+
+def _clap(**kw) -> Scorer:
+    from tada.scoring.clap import ClapScorer
+
+    return ClapScorer.from_pretrained(**kw)
+
+
+def _clap_tiny(**kw) -> Scorer:
+    from tada.scoring.clap import ClapScorer
+
+    return ClapScorer.random(**kw)
+
+
+def _muq(**kw) -> Scorer:
+    from tada.scoring.muq import MuQScorer
+
+    return MuQScorer.from_pretrained(**kw)
+
+
+def _toy(**kw) -> Scorer:
+    from tada.toy.scorer import ToyScorer
+
+    return ToyScorer.from_pretrained(**kw)
+
+
+SCORERS: dict[str, Callable[..., Scorer]] = {
+    "clap": _clap,  # real CLAP weights: checkpoint=<hub id or folder>, default laion/larger_clap_music
+    "clap-tiny": _clap_tiny,  # random tiny CLAP built offline: seed=, tiny=
+    "muq": _muq,  # MuQ-MuLan, optional extra: checkpoint=, default OpenMuQ/MuQ-MuLan-large
+    "toy": _toy,  # the toy world's shipped scorer: path=
+}
+
+
+def load_scorer(name: str, **kw) -> Scorer:
+    """Build the scorer registered under `name` ("clap", "clap-tiny", "muq", "toy"); keyword arguments go to
+    its constructor (e.g. `load_scorer("clap", checkpoint="laion/clap-htsat-unfused")`)."""
+    if not isinstance(name, str):
+        raise TypeError(f"scorer name must be a str; got {type(name).__name__}")
+    if name not in SCORERS:
+        raise ValueError(f"unknown scorer {name!r}; known scorers: {', '.join(sorted(SCORERS))}")
+    return SCORERS[name](**kw)
+
+
+__all__ = ["SCORERS", "Scorer", "cosine_similarity", "load_scorer"]
