@@ -32,9 +32,9 @@ def caa_direction(h_pos: torch.Tensor, h_neg: torch.Tensor) -> torch.Tensor:
 def resolve_pairs(concept_or_pairs, n_pairs: int | None = None) -> tuple[str | None, list[tuple[str, str]]]:
     """A concept name (its contrastive prompts over the shipped base styles) or explicit (pos, neg) pairs."""
     if isinstance(concept_or_pairs, str):
-        from tada.concepts import contrastive_pairs
+        from tada.concepts import load_catalogue
 
-        return concept_or_pairs, contrastive_pairs(concept_or_pairs, n=n_pairs)
+        return concept_or_pairs, load_catalogue()[concept_or_pairs].contrastive_prompts(n=n_pairs)
     pairs = [tuple(p) for p in concept_or_pairs]
     for p in pairs:
         if len(p) != 2 or not all(isinstance(x, str) and x.strip() for x in p):

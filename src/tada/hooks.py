@@ -221,10 +221,10 @@ class PatchContext(Intervention):
                 s_ctx, s_mask = src.context(site.index, kind, sample_rows)
                 if s_ctx is None:
                     continue
-                s_ctx, s_mask = _fit_length(site, s_ctx, s_mask, new_ctx.shape[1], mask is not None)
+                s_ctx, s_mask = _fit_source(site, s_ctx, s_mask, new_mask, new_ctx.shape[1])
                 new_ctx[rows] = s_ctx.to(new_ctx.dtype)
                 if new_mask is not None:
-                    new_mask[rows] = _mask_like(s_mask, new_mask, s_ctx)
+                    new_mask[rows] = s_mask.to(new_mask.device)
             kwargs = dict(kwargs)
             kwargs["encoder_hidden_states"] = new_ctx
             if new_mask is not None:
@@ -234,37 +234,55 @@ class PatchContext(Intervention):
         return hook
 
 
-def _fit_length(site: Site, ctx: torch.Tensor, mask: torch.Tensor | None, length: int, has_mask: bool):
-    """Pad a source context to the target's token length (masked) or refuse when the site has no mask."""
+def _keep_mask(mask: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:
+    """A (rows, tokens) boolean keep-mask from a bool/int keep-mask or an additive bias (0 = keep)."""
+    if mask is None:
+        return torch.ones(ctx.shape[:2], dtype=torch.bool, device=ctx.device)
+    if mask.is_floating_point():
+        return mask.reshape(mask.shape[0], -1) > -1.0
+    return mask.reshape(mask.shape[0], -1).bool()
+
+
+def _mask_as(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A keep-mask in the convention of `like` (bool, int, or an additive bias shaped like it)."""
+    if like.is_floating_point():
+        bias = torch.where(keep, 0.0, -10000.0).to(like.dtype)
+        return bias.reshape(keep.shape[0], *like.shape[1:-1], keep.shape[1])
+    return keep.to(like.dtype).reshape(keep.shape[0], *like.shape[1:-1], keep.shape[1])
+
+
+def _fit_source(site: Site, ctx: torch.Tensor, mask: torch.Tensor | None, target_mask: torch.Tensor | None,
+                length: int):
+    """The source context (and mask, in the target's convention) at the target's token length.
+
+    Equal lengths pass through untouched. A shorter source is padded with masked zeros and a longer one
+    may drop trailing masked tokens; a site that receives no mask cannot be padded exactly, so a
+    length mismatch there is refused.
+    """
     s = ctx.shape[1]
     if s == length:
-        return ctx, mask
-    if not has_mask:
+        if target_mask is None or (mask is not None and mask.dtype == target_mask.dtype):
+            return ctx, mask
+        return ctx, _mask_as(_keep_mask(mask, ctx), target_mask)
+    if target_mask is None:
         raise ValueError(
             f"site {site.name}: the source context has {s} tokens but the generation's has {length}, and this "
             "family passes no attention mask to cross-attention, so padding would change the result; encode the "
-            "source prompts with the same token length (e.g. in one batch with the generation's prompts)"
+            "source prompts so that they have the same token length as the generation's"
         )
+    keep = _keep_mask(mask, ctx)
     if s > length:
-        if mask is not None and mask[:, length:].any():
+        if keep[:, length:].any():
             raise ValueError(
-                f"site {site.name}: the source context has {s} tokens, more than the {length} the generation uses"
+                f"site {site.name}: the source context has {s - int((~keep).sum(1).min())} unmasked tokens, more "
+                f"than the {length} the generation attends to"
             )
-        return ctx[:, :length], None if mask is None else mask[:, :length]
-    pad = ctx.new_zeros(ctx.shape[0], length - s, ctx.shape[2])
-    keep = torch.ones(ctx.shape[0], s, dtype=torch.bool) if mask is None else mask.bool()
-    return torch.cat([ctx, pad], 1), torch.cat([keep, torch.zeros(ctx.shape[0], length - s, dtype=torch.bool)], 1)
-
-
-def _mask_like(src_mask: torch.Tensor | None, target: torch.Tensor, src_ctx: torch.Tensor) -> torch.Tensor:
-    if src_mask is None:
-        src_mask = torch.ones(src_ctx.shape[:2], dtype=torch.bool)
-    src_mask = src_mask.to(target.device)
-    if target.dtype == torch.bool:
-        return src_mask.bool()
-    if target.is_floating_point():  # additive bias convention: 0 keeps, large negative masks
-        return torch.where(src_mask.bool(), 0.0, torch.finfo(target.dtype).min).to(target.dtype)
-    return src_mask.to(target.dtype)
+        ctx, keep = ctx[:, :length], keep[:, :length]
+    else:
+        pad = length - s
+        ctx = torch.cat([ctx, ctx.new_zeros(ctx.shape[0], pad, ctx.shape[2])], 1)
+        keep = torch.cat([keep, keep.new_zeros(keep.shape[0], pad)], 1)
+    return ctx, _mask_as(keep, target_mask)
 
 
 class Capture(Intervention):

@@ -209,7 +209,7 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
     if not seed_list:
         raise ValueError("seeds must be a positive count or a non-empty list")
     scorer = scorer or default_scorer(model)
-    caption_list = load_captions(captions)
+    caption_list = load_captions(captions)  # {id: caption}
     out = Path(out) if out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
     for name in concepts:
         c = catalogue[name]
         pairs = build_pairs(c, caption_list, n=n_pairs).pairs
-        pair_list = [(p.target, p.source) for p in pairs]
+        pair_list = [(p.positive, p.negative) for p in pairs]
         pair_rows += [{"concept": name, "pair": i, "target": t, "source": s} for i, (t, s) in enumerate(pair_list)]
         frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seed_list, steps, guidance,
                                 layers, max_batch, out / "scores.csv" if out else None))

@@ -1,0 +1,57 @@
+"""AudioLDM2 (`diffusers.AudioLDM2Pipeline`, denoiser `AudioLDM2UNet2DConditionModel`).
+
+Each attention level of the UNet holds three ``Transformer2DModel``s per layer: the first one's
+``attn2`` is self-attention (called with no context), the second attends to the 8 GPT-2 context
+vectors (no mask), the third to the Flan-T5 token states (mask passed as an additive bias
+``(rows, 1, tokens)``, 0 = keep, -10000 = masked). Sites are the modules called with a context, in
+execution order: down blocks, the mid block, then up blocks (``named_modules`` lists the mid block
+last), i.e. ``{down,mid,up}_block(s).*.attentions.{3i+1, 3i+2}.transformer_blocks.0.attn2``. The
+real music checkpoint has 32 such sites (the paper counts 64 cross-attentions, which includes the
+self-attention ``attn2``s; our index counts true cross-attention only).
+Guidance: ``[uncond, cond]``. Frames: every position (flattened frequency x time latent cells).
+Timestep: positional, the DDIM step (0..1000). Batch dependence: T5 states are padded to the longest
+prompt of the batch (masked), so a patched source of another length is padded with a masked bias.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tada.hooks import GuidanceLayout
+from tada.models.base import AudioModel, make_sites
+
+_BLOCK_ORDER = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+
+
+def _execution_key(name: str) -> tuple:
+    parts = name.split(".")
+    block = _BLOCK_ORDER[parts[0]]
+    nums = [int(p) for p in parts[1:] if p.isdigit()]
+    return (block, *nums)
+
+
+class AudioLDM2Model(AudioModel):
+    name = "audioldm2-music"
+    guidance_layout = GuidanceLayout(("uncond", "cond"))
+    mask_kwarg = "attention_mask"
+    default_steps = 200
+    default_guidance = 3.5
+    default_duration = 10.0
+
+    def __init__(self, pipe, name: str | None = None):
+        den = pipe.unet
+        names = [
+            n for n, m in den.named_modules()
+            if n.endswith("transformer_blocks.0.attn2") and n.split(".")[0] in _BLOCK_ORDER
+            and int(n.split("attentions.")[1].split(".")[0]) % 3 != 0
+        ]
+        super().__init__(pipe, den, make_sites(den, sorted(names, key=_execution_key)),
+                         pipe.vocoder.config.sampling_rate)
+        if name:
+            self.name = name
+
+    def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
+        out = self.pipe(prompt=prompts, num_inference_steps=steps, guidance_scale=guidance,
+                        audio_length_in_s=duration, generator=generators, output_type="pt")
+        audio = torch.as_tensor(out.audios)
+        return audio.unsqueeze(1) if audio.ndim == 2 else audio
