@@ -228,7 +228,7 @@ def test_preservation_averages_over_nonzero_alphas():
         -1.0: Audio(ref.waveform + 0.5, 8000),
         2.0: Audio(ref.waveform - 1.5 + 0.1 * torch.randn(5, 1, 8, generator=rng), 8000),
     }
-    out = preservation(steered, ref, lpaps=_AbsDiffLpaps(), embed=_first_samples)
+    out = preservation(steered, ref, lpaps=_AbsDiffLpaps(), embed=_first_samples, progress=False)
     assert isinstance(out, Preservation)
     assert sorted(out.per_alpha) == [-1.0, 2.0]
     assert out.per_alpha[-1.0]["lpaps"] == pytest.approx(0.5)
@@ -243,13 +243,28 @@ def test_preservation_averages_over_nonzero_alphas():
 
 def test_preservation_optional_parts_and_errors():
     ref = Audio(torch.zeros(2, 1, 8), 8000)
-    only_lpaps = preservation({1: Audio(torch.ones(2, 1, 8), 8000)}, ref, lpaps=_AbsDiffLpaps())
+    only_lpaps = preservation({1: Audio(torch.ones(2, 1, 8), 8000)}, ref, lpaps=_AbsDiffLpaps(), embed=None)
     assert only_lpaps.fad is None and only_lpaps.lpaps == pytest.approx(1.0)
     with pytest.raises(ValueError, match="lpaps=.*embed="):
-        preservation({1: ref}, ref)
+        preservation({1: ref}, ref, embed=None)
+    with pytest.raises(TypeError, match="callable"):
+        preservation({1: ref}, ref, embed=3)
     with pytest.raises(ValueError, match="non-zero alpha"):
-        preservation({0: ref}, ref, lpaps=_AbsDiffLpaps())
+        preservation({0: ref}, ref, lpaps=_AbsDiffLpaps(), embed=None)
     with pytest.raises(ValueError, match="3 rows but reference has 2"):
-        preservation({1: Audio(torch.zeros(3, 1, 8), 8000)}, ref, lpaps=_AbsDiffLpaps())
+        preservation({1: Audio(torch.zeros(3, 1, 8), 8000)}, ref, lpaps=_AbsDiffLpaps(), embed=None)
     with pytest.raises(TypeError, match="must be an Audio"):
-        preservation({1: torch.zeros(2, 1, 8)}, ref, lpaps=_AbsDiffLpaps())
+        preservation({1: torch.zeros(2, 1, 8)}, ref, lpaps=_AbsDiffLpaps(), embed=None)
+
+
+def test_preservation_embeds_through_a_named_scorer():
+    from tada.scoring.clap import ClapScorer
+
+    gen = torch.Generator().manual_seed(1)
+    ref = Audio(0.1 * torch.randn(3, 1, 48000, generator=gen), 48000)
+    steered = {5.0: Audio(0.1 * torch.randn(3, 1, 48000, generator=gen), 48000)}
+    out = preservation(steered, ref, embed="clap-tiny", progress=False)
+    clap = ClapScorer.random(seed=0)
+    expected = _reference_fad(clap.embed_audio(ref).double().numpy(), clap.embed_audio(steered[5.0]).double().numpy())
+    assert out.lpaps is None
+    assert out.fad == pytest.approx(expected, rel=1e-4)

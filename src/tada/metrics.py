@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
+from rich.progress import track
 
 from tada.audio import Audio
 
@@ -219,7 +220,8 @@ def preservation(
     reference: Audio,
     *,
     lpaps: LPAPS | None = None,
-    embed: Embedder | None = None,
+    embed: Embedder | str | None = "clap",
+    progress: bool = True,
 ) -> Preservation:
     """Preservation (paper sec. 4.2): LPAPS and FAD of steered audio against the unsteered (alpha = 0) audio,
     averaged over all steering strengths.
@@ -228,13 +230,20 @@ def preservation(
         `reference`. An alpha = 0 entry, if present, is the baseline itself and is left out of the averages.
     reference: the alpha = 0 generations.
     lpaps: an `tada.lpaps.LPAPS` model; LPAPS is the mean over rows of the per-pair distance.
-    embed: FAD's embedding, any callable Audio -> (B, E), e.g. `ClapScorer().embed_audio` (CLAP is the
-        recommended default; see docs/evaluation.md). FAD compares the set of steered rows with the set of
-        reference rows, so it needs at least 2 rows.
+    embed: FAD's embedding: any callable Audio -> (B, E), or the name of a scorer for `tada.scoring.load_scorer`
+        whose `embed_audio` is used; default "clap" (laion/larger_clap_music, see docs/evaluation.md); None skips
+        FAD. FAD compares the set of steered rows with the set of reference rows, so it needs at least 2 rows.
+    progress: show a progress bar over alphas.
     At least one of `lpaps` and `embed` must be given.
     """
     if lpaps is None and embed is None:
         raise ValueError("preservation needs lpaps=<LPAPS model>, embed=<callable Audio -> (B, E)>, or both")
+    if isinstance(embed, str):
+        from tada.scoring import load_scorer
+
+        embed = load_scorer(embed).embed_audio
+    if embed is not None and not callable(embed):
+        raise TypeError(f"embed must be a callable Audio -> (B, E), a scorer name or None; got {type(embed).__name__}")
     if not isinstance(reference, Audio):
         raise TypeError(f"reference must be an Audio; got {type(reference).__name__}")
     alphas = sorted(float(a) for a in steered if float(a) != 0.0)
@@ -249,7 +258,7 @@ def preservation(
             raise ValueError(f"steered[{a}] has {len(audio)} rows but reference has {len(reference)}")
     ref_emb = embed(reference) if embed is not None else None
     per_alpha: dict[float, dict[str, float]] = {}
-    for a in alphas:
+    for a in track(alphas, description="preservation", disable=not progress, transient=True):
         row: dict[str, float] = {}
         if lpaps is not None:
             row["lpaps"] = float(lpaps.distance(by_alpha[a], reference).mean())
