@@ -58,6 +58,10 @@ def test_clap_shapes_norms_and_protocol(clap):
     torch.testing.assert_close(clap.similarity(audio, ["a jazz piece", "fast rock", "sad piano"]), a @ t.T)
 
 
+def test_clap_truncates_prompts_longer_than_the_text_tower(clap):
+    assert clap.embed_text(["jazz " * 400]).shape == (1, 16)
+
+
 def test_clap_random_is_deterministic_per_seed(clap):
     again = ClapScorer.random(seed=0)
     other = ClapScorer.random(seed=1)

@@ -245,4 +245,4 @@ def _tiny_tokenizer() -> RobertaTokenizer:
             if current not in tokens:
                 tokens.append(current)
     vocab = {t: i for i, t in enumerate([*tokens, "<mask>"])}
-    return RobertaTokenizer(vocab=vocab, merges=merges, add_prefix_space=True)
+    return RobertaTokenizer(vocab=vocab, merges=merges, add_prefix_space=True, model_max_length=128)
