@@ -158,6 +158,22 @@ def test_decoder_grad_projection_and_renormalization():
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(8))
 
 
+def test_init_from_sample_sets_median_and_least_squares_encoder_scale():
+    g = torch.Generator().manual_seed(0)
+    sample = torch.randn(64, 4, generator=g) * 3 + 1
+    sae = TopKSAE(SaeConfig(d_in=4, expansion_factor=2, k=2), g)
+    before = sae.encoder.weight.clone()
+    sae.init_from_sample_(sample)
+    torch.testing.assert_close(sae.b_dec.detach(), geometric_median(sample))
+    ratio = sae.encoder.weight / before
+    torch.testing.assert_close(ratio, ratio[0, 0].expand_as(ratio))  # one common factor
+    with torch.no_grad():
+        x = sample - sae.b_dec
+        y = sae(sample).h_hat - sae.b_dec
+    # Least squares in the scale: the residual is orthogonal to the reconstruction.
+    assert abs((x - y).mul(y).sum().item()) < 1e-3 * y.pow(2).sum().item()
+
+
 def _planted(n, d, atoms=32, active=3, seed=0, always=()):
     """Rows = sparse non-negative mixtures of unit `atoms` (+ atoms in `always`, on in every row) + offset."""
     g = torch.Generator().manual_seed(seed)

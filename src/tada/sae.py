@@ -227,6 +227,18 @@ class TopKSAE(nn.Module):
         return ForwardOutput(h_hat, latents, indices, residual.pow(2).sum() / variance, auxk_loss)
 
     @torch.no_grad()
+    def init_from_sample_(self, sample: Tensor) -> None:
+        """Set b_pre to the geometric median of ``sample`` (n, d_in), then scale the encoder rows by the
+        least-squares factor s = sum <x, y> / sum <y, y>, x = h - b_pre, y = h_hat - b_pre, so that the
+        initial reconstructions have the right length (TopK and ReLU scale with s, the bias being 0)."""
+        self._check_rows(sample)
+        self.b_dec.copy_(geometric_median(sample))
+        x = sample - self.b_dec
+        y = self.decode(*self.encode(sample)[:2]) - self.b_dec
+        if (y * y).sum() > 0 and (x * y).sum() > 0:
+            self.encoder.weight.mul_((x * y).sum() / (y * y).sum())
+
+    @torch.no_grad()
     def normalize_decoder_(self) -> None:
         """Rescale every decoder direction (row of ``W_dec``) to unit L2 norm."""
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.W_dec.dtype).eps)
@@ -334,8 +346,8 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
 
     Each step minimizes FVU + auxk_alpha * AuxK on one shuffled batch (the last short batch of an
     epoch is dropped), then removes the decoder gradient parallel to the decoder rows, steps, and
-    renormalizes the rows. ``b_pre`` starts at the geometric median of the first ``median_sample``
-    rows of epoch 0.
+    renormalizes the rows. The first ``median_sample`` rows of epoch 0 initialize ``b_pre`` and the
+    encoder scale (:meth:`TopKSAE.init_from_sample_`).
 
     Metrics per epoch:
     - fvu: mean over the epoch's batches of sum((h - h_hat)^2) / sum((h - batch mean)^2).
@@ -385,8 +397,7 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
             taken += len(batch)
             if taken >= median_sample:
                 break
-        with torch.no_grad():
-            sae.b_dec.copy_(geometric_median(torch.cat(sample)[:median_sample]))
+        sae.init_from_sample_(torch.cat(sample)[:median_sample])
 
     def save_checkpoint():
         if checkpoint is None:
