@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "tada.models.registry",
     "wrap": "tada.models.registry",
-    "localize": "tada.localize",
-    "LayerImpact": "tada.localize",
+    "localize": "tada.localization",
+    "LayerImpact": "tada.localization",
     "Audio": "tada.audio",
     "SteeringVector": "tada.steering",
     "caa": None,

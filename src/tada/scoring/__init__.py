@@ -52,4 +52,15 @@ def load_scorer(name: str, **kw) -> Scorer:
     return SCORERS[name](**kw)
 
 
-__all__ = ["SCORERS", "Scorer", "cosine_similarity", "load_scorer"]
+def default_scorer(model) -> Scorer:
+    """The scorer a model is judged by when none is named: the toy world's own scorer for "toy",
+    a tiny random CLAP for "tiny-*" models (offline shape checks), else the music CLAP checkpoint."""
+    name = getattr(model, "name", "")
+    if name == "toy":
+        return load_scorer("toy")
+    if name.startswith("tiny-"):
+        return load_scorer("clap-tiny")
+    return load_scorer("clap")
+
+
+__all__ = ["SCORERS", "Scorer", "cosine_similarity", "default_scorer", "load_scorer"]

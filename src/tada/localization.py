@@ -135,31 +135,37 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
         done = pd.read_csv(scores_path)
         done = done[done.concept == concept]
     finished = set(zip(done.get("pair", []), done.get("seed", [])))
-    todo = [u for u in _units(len(pairs), seeds) if u not in finished]
-    flat = [(u, label, sites) for u in todo for label, sites in rows_def]
+    units = _units(len(pairs), seeds)
+    # Batches are a fixed function of the unit list (whole units packed, or one unit split in fixed
+    # pieces), so a resumed run computes every unit in the same batch as an uninterrupted one.
+    per_batch = max(1, max_batch // len(rows_def))
+    blocks = [units[i:i + per_batch] for i in range(0, len(units), per_batch)]
     records: list[dict] = []
-    pending: dict[tuple[int, int], list[dict]] = {}
-    total = len(_units(len(pairs), seeds))
-    with progress_bar(desc or f"localize {concept}", total=total, done=total - len(todo)) as bar:
-        for start in range(0, len(flat), max_batch):
-            chunk = flat[start:start + max_batch]
-            targets = sorted({pairs[u[0]][0] for u, _, _ in chunk})
-            enc = model.encode(targets, guidance=guidance)
-            source = enc.select([targets.index(pairs[u[0]][0]) for u, _, _ in chunk])
-            patch = PatchContext(source, sites=[sites for _, _, sites in chunk])
-            audio = model.generate([pairs[u[0]][1] for u, _, _ in chunk], [u[1] for u, _, _ in chunk],
-                                   steps=steps, guidance=guidance, interventions=[patch])
-            sims = scorer.similarity(audio, queries).mean(dim=1)
-            for (u, label, _), sim in zip(chunk, sims.tolist()):
-                rec = {"concept": concept, "pair": u[0], "seed": u[1], "layer": label, "sim": sim,
-                       "target_prompt": pairs[u[0]][0], "source_prompt": pairs[u[0]][1]}
-                pending.setdefault(u, []).append(rec)
-                if len(pending[u]) == len(rows_def):
-                    unit_rows = pending.pop(u)
-                    records += unit_rows
-                    if scores_path is not None:
-                        _append_csv(scores_path, unit_rows)
-                    bar.advance(1)
+    with progress_bar(desc or f"localize {concept}", total=len(units), done=len(finished & set(units))) as bar:
+        for block in blocks:
+            if all(u in finished for u in block):
+                continue
+            flat = [(u, label, sites) for u in block for label, sites in rows_def]
+            unit_rows: dict[tuple[int, int], list[dict]] = {u: [] for u in block}
+            for start in range(0, len(flat), max_batch):
+                chunk = flat[start:start + max_batch]
+                targets = sorted({pairs[u[0]][0] for u, _, _ in chunk})
+                enc = model.encode(targets, guidance=guidance)
+                source = enc.select([targets.index(pairs[u[0]][0]) for u, _, _ in chunk])
+                patch = PatchContext(source, sites=[sites for _, _, sites in chunk])
+                audio = model.generate([pairs[u[0]][1] for u, _, _ in chunk], [u[1] for u, _, _ in chunk],
+                                       steps=steps, guidance=guidance, interventions=[patch])
+                sims = scorer.similarity(audio, queries).mean(dim=1)
+                for (u, label, _), sim in zip(chunk, sims.tolist()):
+                    unit_rows[u].append({"concept": concept, "pair": u[0], "seed": u[1], "layer": label, "sim": sim,
+                                         "target_prompt": pairs[u[0]][0], "source_prompt": pairs[u[0]][1]})
+            for u, rows in unit_rows.items():
+                if u in finished:
+                    continue
+                records += rows
+                if scores_path is not None:
+                    _append_csv(scores_path, rows)
+                bar.advance(1)
     new = pd.DataFrame(records)
     return pd.concat([done, new], ignore_index=True) if len(done) else new
 

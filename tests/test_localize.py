@@ -1,0 +1,132 @@
+"""Eq. 9, its bootstrap, and the batched activation-patching sweep."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tada
+from tada.localization import SOURCE, TARGET, LayerImpact, bootstrap_impact, impact, impact_table, run_sweep
+from tada.scoring import load_scorer
+
+PAIRS = [("fast piano with drums", "slow piano with drums"), ("happy jazz", "sad jazz")]
+
+
+def test_impact_matches_hand_computation():
+    # two units, three layers; means: source 0.15, target 0.55, patched (0.55, 0.15, 0.35)
+    patched = np.array([[0.5, 0.1, 0.3], [0.6, 0.2, 0.4]])
+    src, tgt = np.array([0.1, 0.2]), np.array([0.5, 0.6])
+    np.testing.assert_allclose(impact(patched, src, tgt), [1.0, 0.0, 0.5])
+
+
+def test_impact_is_a_ratio_of_means_not_a_mean_of_ratios():
+    # unit 2 has a tiny denominator (0.001): a mean of ratios would be (1 + 100) / 2
+    patched = np.array([[0.3], [0.2]])
+    src, tgt = np.array([0.2, 0.1]), np.array([0.3, 0.101])
+    assert impact(patched, src, tgt)[0] == pytest.approx((0.25 - 0.15) / (0.2005 - 0.15))
+
+
+def test_impact_is_nan_when_the_concept_changes_nothing():
+    assert np.isnan(impact(np.ones((3, 2)), np.ones(3), np.ones(3))).all()
+
+
+def test_impact_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="expected patched"):
+        impact(np.ones(3), np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="at least one"):
+        impact(np.ones((0, 2)), np.ones(0), np.ones(0))
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    src = rng.normal(0.1, 0.01, 40)
+    tgt = rng.normal(0.5, 0.01, 40)
+    patched = np.stack([rng.normal(0.3, 0.05, 40), rng.normal(0.1, 0.05, 40)], 1)
+    lo, hi = bootstrap_impact(patched, src, tgt, n_boot=300)
+    est = impact(patched, src, tgt)
+    assert (lo <= est).all() and (est <= hi).all()
+    assert hi[0] - lo[0] < 0.2 and lo[0] > 0.3
+
+
+def test_layer_impact_top_and_table():
+    table = pd.DataFrame({"concept": ["a"] * 3 + ["b"] * 3, "layer": [0, 1, 2] * 2,
+                          "impact": [0.1, 0.9, 0.5, 0.2, 0.7, 0.8], "ci_low": 0.0, "ci_high": 1.0, "units": 4})
+    li = LayerImpact(table)
+    assert li.top(1, concept="a") == [1]
+    assert li.top(2) == [1, 2]  # means 0.15, 0.8, 0.65
+    with pytest.raises(ValueError, match="no concept"):
+        li.top(1, concept="c")
+
+
+@pytest.fixture(scope="module")
+def small():
+    return tada.load("tiny-stable-audio"), load_scorer("clap-tiny")
+
+
+def test_batched_sweep_equals_one_layer_at_a_time(small, tmp_path):
+    model, scorer = small
+    n = len(model.sites)
+    batched = run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0, 1], max_batch=n + 2)
+    # naive: one generation per row, patching a single layer at a time
+    from tada.hooks import PatchContext
+
+    naive = []
+    for p, (pc, pn) in enumerate(PAIRS):
+        enc = model.encode([pc])
+        for seed in (0, 1):
+            for layer, sites in [(SOURCE, []), (TARGET, list(range(n)))] + [(l, [l]) for l in range(n)]:
+                audio = model.generate([pn], [seed], interventions=[PatchContext(enc, sites=sites)])
+                naive.append({"pair": p, "seed": seed, "layer": layer,
+                              "sim": scorer.similarity(audio, ["fast tempo"]).mean(1).item()})
+    merged = batched.merge(pd.DataFrame(naive), on=["pair", "seed", "layer"], suffixes=("", "_naive"))
+    assert len(merged) == len(PAIRS) * 2 * (n + 2)
+    np.testing.assert_allclose(merged.sim, merged.sim_naive, rtol=0, atol=1e-6)
+
+
+def test_sweep_resumes_and_ends_with_the_same_table(small, tmp_path):
+    model, scorer = small
+    full = run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4)
+    path = tmp_path / "scores.csv"
+    calls = {"n": 0}
+    real = model.generate
+
+    def dying(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    model.generate = dying
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4, scores_path=path)
+    finally:
+        del model.generate
+    partial = pd.read_csv(path)
+    assert 0 < len(partial) < len(full)  # the first unit was written before the kill
+    resumed = run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4, scores_path=path)
+    key = ["pair", "seed", "layer"]
+    a = impact_table(full.sort_values(key)).table
+    b = impact_table(resumed.sort_values(key)).table
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), atol=1e-6)
+    assert len(pd.read_csv(path)) == len(full)
+
+
+def test_localize_writes_a_run_folder(small, tmp_path):
+    model, scorer = small
+    result = tada.localize(model, ["tempo", "piano"], n_pairs=2, seeds=1, scorer=scorer, out=tmp_path, n_boot=50)
+    for name in ("manifest.json", "pairs.csv", "scores.csv", "impact.csv", "heatmap.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert set(result.table.concept) == {"tempo", "piano"}
+    assert len(result.table) == 2 * len(model.sites)
+    with pytest.raises(ValueError, match="other settings"):
+        tada.localize(model, ["tempo"], n_pairs=3, seeds=1, scorer=scorer, out=tmp_path)
+
+
+def test_sweep_refuses_bad_input(small):
+    model, scorer = small
+    with pytest.raises(ValueError, match="no counterfactual pairs"):
+        run_sweep(model, scorer, "tempo", [], ["fast"])
+    with pytest.raises(ValueError, match="max_batch"):
+        run_sweep(model, scorer, "tempo", PAIRS, ["fast"], max_batch=0)
+    with pytest.raises(IndexError, match="out of range"):
+        run_sweep(model, scorer, "tempo", PAIRS, ["fast"], layers=[99])
