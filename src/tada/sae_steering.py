@@ -1,0 +1,102 @@
+"""SAE steering on a model: collect one site's activations, score SAE features by TF-IDF between
+concept and counter-concept generations (eq. 6), and turn the top features into a steering vector
+(eq. 7) that is added without ReNorm (eq. 8). The SAE itself is :mod:`tada.sae`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from tada.activation_store import ActivationReader, ActivationWriter
+from tada.hooks import Capture
+from tada.models.base import AudioModel, check_prompts
+from tada.progress import progress_bar
+from tada.sae import TopKSAE, sae_direction, select_features, tfidf_scores
+from tada.steering import SteeringVector
+
+
+def _check_site(model: AudioModel, site: int) -> int:
+    if isinstance(site, bool) or not isinstance(site, int) or not 0 <= site < len(model.sites):
+        raise IndexError(f"site index {site!r} is out of range 0..{len(model.sites) - 1} for {model.name}")
+    return site
+
+
+def _site_rows(model: AudioModel, site: int, prompts: list[str], seeds: list[int], steps: int | None):
+    """Per prompt, the conditional-row outputs at the site's frame positions over all steps: (steps*T, d)."""
+    cap = Capture(sites=[site], rows="cond", reduce=None, per_step=True)
+    model.generate(prompts, seeds, steps=steps, interventions=[cap])
+    frames = model.frame_slice(model.sites[site])
+    per_step = torch.stack(cap.result[site], dim=1)[:, :, frames]  # (B, steps, T, d)
+    return per_step.reshape(per_step.shape[0], -1, per_step.shape[-1])
+
+
+def collect(model: AudioModel, prompts: Sequence[str], site: int, out: str | Path, seeds: Sequence[int] = (0,),
+            steps: int | None = None, batch_size: int = 8, shard_rows: int = 65536) -> ActivationReader:
+    """Write every frame of every step of `site`'s conditional output, for each (prompt, seed), to an
+    activation store in `out` (float16 shards). Units already in the store are skipped (resumable)."""
+    prompts = check_prompts(prompts)
+    site = _check_site(model, site)
+    units = [(i, s) for i in range(len(prompts)) for s in seeds]
+    with ActivationWriter(out, model.sites[site].dim, shard_rows=shard_rows) as writer:
+        done = writer.done_keys
+        todo = [u for u in units if f"{u[0]}:{u[1]}" not in done]
+        with progress_bar(f"collect site {site}", total=len(units), done=len(units) - len(todo)) as bar:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start:start + batch_size]
+                rows = _site_rows(model, site, [prompts[i] for i, _ in chunk], [s for _, s in chunk], steps)
+                for (i, s), r in zip(chunk, rows):
+                    writer.add(r, meta={"prompt": i, "seed": s}, key=f"{i}:{s}")
+                bar.advance(len(chunk))
+    return ActivationReader(out)
+
+
+@torch.no_grad()
+def mean_features(model: AudioModel, sae: TopKSAE, site: int, prompts: Sequence[str], seeds: Sequence[int] = (0,),
+                  steps: int | None = None, batch_size: int = 8) -> torch.Tensor:
+    """mu_j(P) of eq. 6: mean SAE activation of every latent over all frames and steps of the
+    generations of `prompts` (each with every seed). Streams; nothing is kept but the sums."""
+    prompts = check_prompts(prompts)
+    site = _check_site(model, site)
+    if sae.cfg.d_in != model.sites[site].dim:
+        raise ValueError(f"the SAE reads width {sae.cfg.d_in}; site {site} of {model.name} has width {model.sites[site].dim}")
+    jobs = [(p, s) for p in prompts for s in seeds]
+    sums = torch.zeros(sae.cfg.num_latents, dtype=torch.float64)
+    count = 0
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        rows = _site_rows(model, site, [p for p, _ in chunk], [s for _, s in chunk], steps).reshape(-1, sae.cfg.d_in)
+        latents, indices, _ = sae.encode(rows)
+        sums.index_add_(0, indices.flatten(), latents.flatten().double())
+        count += rows.shape[0]
+    return (sums / count).float()
+
+
+def sae_vector(model: AudioModel, sae: TopKSAE, site: int, concept_or_pairs, tau: int = 20,
+               seeds: Sequence[int] = (0,), steps: int | None = None, n_pairs: int | None = None,
+               eps: float = 1e-6, batch_size: int = 8) -> tuple[SteeringVector, pd.DataFrame]:
+    """Score every SAE latent by eq. 6 on the concept's contrastive prompts, keep the top `tau` and
+    sum their decoder columns (eq. 7). Returns the vector (applied without ReNorm, eq. 8) and the
+    score table (latent, mu_concept, mu_counter, score, selected), highest score first."""
+    from tada.caa import resolve_pairs
+
+    concept, pairs = resolve_pairs(concept_or_pairs, n_pairs)
+    seeds = list(seeds)
+    with progress_bar(f"SAE features {concept or 'pairs'}", total=2) as bar:
+        mu_c = mean_features(model, sae, site, [p for p, _ in pairs], seeds, steps, batch_size)
+        bar.advance()
+        mu_n = mean_features(model, sae, site, [n for _, n in pairs], seeds, steps, batch_size)
+        bar.advance()
+    scores = tfidf_scores(mu_c, mu_n, eps=eps)
+    chosen = select_features(scores, tau)
+    direction = sae_direction(sae, chosen)
+    table = pd.DataFrame({"latent": range(len(scores)), "mu_concept": mu_c.numpy(), "mu_counter": mu_n.numpy(),
+                          "score": scores.numpy()})
+    table["selected"] = table.latent.isin(chosen.tolist())
+    table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    meta = {"model": model.name, "method": "sae", "concept": concept, "tau": tau, "features": chosen.tolist(),
+            "pairs": [list(p) for p in pairs], "seeds": seeds, "steps": steps or model.default_steps}
+    vec = SteeringVector({site: direction}, {site: model.sites[site].name}, renorm=False, meta=meta)
+    return vec, table

@@ -1,0 +1,66 @@
+"""SAE steering on a model: activation collection, eq. 6 on generations, eq. 7-8 vectors."""
+
+import pytest
+import torch
+
+import tada
+from tada.hooks import Capture
+from tada.sae import SaeConfig, TopKSAE, train_sae
+from tada.sae_steering import collect, mean_features, sae_vector
+
+PAIRS = [("fast piano", "slow piano"), ("happy jazz", "sad jazz")]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tada.load("tiny-stable-audio")
+
+
+@pytest.fixture(scope="module")
+def store(model, tmp_path_factory):
+    return collect(model, ["fast piano", "slow jazz", "happy techno"], site=2,
+                   out=tmp_path_factory.mktemp("store"), seeds=[0, 1], steps=3, batch_size=4, shard_rows=50)
+
+
+def test_collect_writes_every_frame_of_every_step(model, store):
+    cap = Capture(sites=[2], reduce=None, per_step=True)
+    model.generate(["fast piano"], [0], steps=3, interventions=[cap])
+    frames = cap.result[2][0].shape[1] - 1  # minus the global token
+    assert len(store) == 3 * 2 * 3 * frames and store.d == model.sites[2].dim
+    first = torch.stack(cap.result[2], 1)[0, :, 1:].reshape(-1, store.d)
+    torch.testing.assert_close(store.load_all()[: len(first)], first.half().float())
+
+
+def test_collect_resumes_without_duplicating(model, store):
+    again = collect(model, ["fast piano", "slow jazz", "happy techno"], site=2, out=store.folder, seeds=[0, 1],
+                    steps=3)
+    assert len(again) == len(store)
+
+
+def test_mean_features_and_sae_vector_follow_eq_6_and_7(model, store):
+    sae = train_sae(store.load_all(), SaeConfig(d_in=store.d, expansion_factor=2, k=4), epochs=2, batch_size=32,
+                    progress=False).sae
+    mu = mean_features(model, sae, 2, ["fast piano"], seeds=[0], steps=3)
+    cap = Capture(sites=[2], reduce=None, per_step=True)
+    model.generate(["fast piano"], [0], steps=3, interventions=[cap])
+    rows = torch.stack(cap.result[2], 1)[0, :, 1:].reshape(-1, store.d)
+    dense = torch.zeros(rows.shape[0], sae.cfg.num_latents)
+    latents, indices, _ = sae.encode(rows)
+    dense.scatter_(1, indices, latents)
+    torch.testing.assert_close(mu, dense.mean(0), rtol=1e-5, atol=1e-6)
+
+    vec, table = sae_vector(model, sae, 2, PAIRS, tau=3, seeds=[0], steps=3)
+    chosen = table[table.selected].latent.tolist()
+    assert len(chosen) == 3 and table.score.is_monotonic_decreasing
+    torch.testing.assert_close(vec.vectors[2], sae.W_dec[chosen].sum(0).detach())
+    assert vec.renorm is False and vec.meta["method"] == "sae"
+    plain = model.generate(["a song"], [0], steps=3).waveform
+    assert torch.equal(model.generate(["a song"], [0], steps=3, steer=[vec.at(0.0)]).waveform, plain)
+
+
+def test_sae_of_the_wrong_width_is_refused(model):
+    sae = TopKSAE(SaeConfig(d_in=model.sites[0].dim + 1, expansion_factor=2, k=2))
+    with pytest.raises(ValueError, match="width"):
+        mean_features(model, sae, 0, ["a song"])
+    with pytest.raises(IndexError, match="out of range"):
+        mean_features(model, sae, 99, ["a song"])
