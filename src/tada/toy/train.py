@@ -1,0 +1,370 @@
+"""Reproduce the toy world's shipped weights from seeds: data -> scorer -> model.
+
+    python -m tada.toy.train all --out runs/toy --ship src/tada/toy/weights
+
+Each stage writes its results as it goes and resumes from them when started again (data: one
+file per chunk of clips; scorer and model: a checkpoint every few hundred steps).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from tada.toy.model import TEXT_DIM, MelSpec, ToyPipeline
+from tada.toy.scorer import ATOMS, GROUPS, AttributeNet, ToyScorer, atom_probabilities, attribute_targets, text_atoms
+from tada.toy.synth import INSTRUMENTS, Attributes, caption, make_example, sample_attributes
+
+app = typer.Typer(add_completion=False, help=__doc__)
+CHUNK = 500
+#: Griffin-Lim round trips (the scorer's view of generated audio) are rendered for every
+#: GL_EVERY-th training chunk and every test chunk: they cost more than the synthesis.
+GL_EVERY = 4
+TEST_SEED_OFFSET = 1_000_000
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+
+
+def _render_chunk(seeds: list[int], mel: MelSpec, with_gl: bool) -> dict:
+    waves, targets, captions, attrs_list = [], [], [], []
+    for seed in seeds:
+        attrs, text, wave = make_example(seed)
+        waves.append(torch.from_numpy(wave))
+        targets.append(attribute_targets(attrs))
+        second = caption(attrs, np.random.default_rng([seed, 1]))
+        captions.append([text, second])
+        attrs_list.append(attrs.to_dict())
+    wave = torch.stack(waves)
+    log_mel = mel.log_mel(wave)
+    out = {"log_mel": log_mel.half(), "targets": torch.stack(targets), "captions": captions, "attrs": attrs_list}
+    if with_gl:
+        out["log_mel_gl"] = mel.log_mel(mel.griffin_lim(log_mel)).half()
+    return out
+
+
+def build_data(out: Path, n_train: int, n_test: int) -> None:
+    """Render clips into out/data/{train,test}_NNNN.pt chunks (skipping chunks already there)."""
+    folder = out / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    mel = MelSpec()
+    jobs = [("train", s, min(s + CHUNK, n_train), (s // CHUNK) % GL_EVERY == 0) for s in range(0, n_train, CHUNK)]
+    jobs += [("test", TEST_SEED_OFFSET + s, TEST_SEED_OFFSET + min(s + CHUNK, n_test), True)
+             for s in range(0, n_test, CHUNK)]
+    with _progress() as progress:
+        task = progress.add_task("rendering clips", total=n_train + n_test, info="")
+        for split, start, stop, with_gl in jobs:
+            path = folder / f"{split}_{start:07d}.pt"
+            if not path.exists():
+                torch.save(_render_chunk(list(range(start, stop)), mel, with_gl), str(path) + ".tmp")
+                os.replace(str(path) + ".tmp", path)
+            progress.advance(task, stop - start)
+    stats = folder / "stats.json"
+    if not stats.exists():
+        log_mel = load_split(out, "train")["log_mel"].float()
+        stats.write_text(json.dumps({"mean": log_mel.mean((0, 2)).tolist(), "std": log_mel.std((0, 2)).tolist()}))
+
+
+def load_split(out: Path, split: str) -> dict:
+    files = sorted((out / "data").glob(f"{split}_*.pt"))
+    if not files:
+        raise FileNotFoundError(f"no {split} chunks under {out / 'data'}; run the 'data' stage first")
+    parts = [torch.load(f, weights_only=False) for f in files]
+    merged = {k: torch.cat([p[k] for p in parts]) for k in ("log_mel", "targets")}
+    with_gl = [p for p in parts if "log_mel_gl" in p]
+    merged["log_mel_gl"] = torch.cat([p["log_mel_gl"] for p in with_gl])
+    merged["targets_gl"] = torch.cat([p["targets"] for p in with_gl])
+    merged["captions"] = [c for p in parts for c in p["captions"]]
+    merged["attrs"] = [a for p in parts for a in p["attrs"]]
+    return merged
+
+
+def data_mel(out: Path) -> MelSpec:
+    stats = json.loads((out / "data" / "stats.json").read_text())
+    return MelSpec(mean=stats["mean"], std=stats["std"])
+
+
+# ----------------------------------------------------------------------------- scorer
+
+def scorer_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy within each exclusive group + binary cross-entropy per instrument."""
+    loss, start = 0.0, 0
+    for values in GROUPS.values():
+        sl = slice(start, start + len(values))
+        loss = loss + torch.nn.functional.cross_entropy(logits[:, sl], targets[:, sl].argmax(-1))
+        start += len(values)
+    return loss + torch.nn.functional.binary_cross_entropy_with_logits(logits[:, start:], targets[:, start:]) * len(INSTRUMENTS)
+
+
+def atom_accuracy(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Per group: share of clips whose argmax matches; per instrument: share with (p > 1/2) == present."""
+    acc, start = {}, 0
+    for group, values in GROUPS.items():
+        sl = slice(start, start + len(values))
+        acc[group] = (probs[:, sl].argmax(-1) == targets[:, sl].argmax(-1)).float().mean().item()
+        start += len(values)
+    for k, name in enumerate(INSTRUMENTS):
+        acc[name] = ((probs[:, start + k] > 0.5) == (targets[:, start + k] > 0.5)).float().mean().item()
+    return acc
+
+
+def train_scorer(out: Path, steps: int, seed: int, batch: int = 64) -> ToyScorer:
+    folder = out / "scorer"
+    folder.mkdir(parents=True, exist_ok=True)
+    mel = data_mel(out)
+    data = load_split(out, "train")
+    views = torch.cat([data["log_mel"], data["log_mel_gl"]]).float()
+    x_all = mel.normalize(views)
+    y_all = torch.cat([data["targets"], data["targets_gl"]])
+    torch.manual_seed(seed)
+    net = AttributeNet(n_mels=mel.n_mels)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-2)
+    ckpt, start = folder / "checkpoint.pt", 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
+        start = state["step"]
+    net.train()
+    with _progress() as progress:
+        task = progress.add_task("training scorer", total=steps, completed=start, info="")
+        for step in range(start, steps):
+            g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            idx = torch.randint(len(x_all), (batch,), generator=g)
+            x = x_all[idx]
+            shift = int(torch.randint(0, x.shape[-1], (1,), generator=g))
+            x = torch.roll(x, shift, dims=-1) + 0.1 * torch.randn(x.shape, generator=g)
+            for group in opt.param_groups:
+                group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+            loss = scorer_loss(net(x), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            progress.update(task, advance=1, info=f"loss {loss.item():.3f}")
+            if (step + 1) % 200 == 0 or step + 1 == steps:
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step + 1}, ckpt)
+    scorer = ToyScorer(net.eval(), mel)
+    scorer.save_pretrained(folder)
+    test = load_split(out, "test")
+    with torch.no_grad():
+        for view, truth in (("log_mel", "targets"), ("log_mel_gl", "targets_gl")):
+            probs = atom_probabilities(net(mel.normalize(test[view].float())))
+            acc = atom_accuracy(probs, test[truth])
+            print(f"held-out accuracy ({view}):", json.dumps({k: round(v, 3) for k, v in acc.items()}))
+    return scorer
+
+
+# ----------------------------------------------------------------------------- model
+
+def eval_prompts(n: int, seed: int) -> list[str]:
+    """Captions naming every attribute (no omission) of n fresh attribute draws."""
+    rng = np.random.default_rng([seed, 7])
+    return [caption(sample_attributes(rng), rng, omit_prob=0.0) for _ in range(n)]
+
+
+def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer, prompts: list[str], seed: int, steps: int | None = None,
+                     guidance: float | None = None, batch: int = 32) -> dict[str, float]:
+    """Share of generations the scorer judges correct, per concept pair.
+
+    Exclusive groups (tempo, mood, female/male vocal, genre): among prompts naming one value of the
+    group, the share whose most probable value (restricted to the named pair for vocal) is that value.
+    Instruments: among all prompts, the share where (p > 1/2) equals "the prompt names it".
+    """
+    from tada.audio import Audio
+
+    probs, named = [], []
+    for s in range(0, len(prompts), batch):
+        chunk = prompts[s:s + batch]
+        gens = [torch.Generator().manual_seed(seed + s + i) for i in range(len(chunk))]
+        wave = pipe(chunk, gens, num_inference_steps=steps, guidance_scale=guidance)
+        probs.append(scorer.probabilities(Audio(wave, pipe.sample_rate)))
+        named.append(torch.stack([text_atoms(p) for p in chunk]))
+    probs, named = torch.cat(probs), torch.cat(named)
+    index = {atom: k for k, atom in enumerate(ATOMS)}
+    result = {}
+    pairs = {"fast/slow": ("tempo", ("fast", "slow")), "happy/sad": ("mood", ("happy", "sad")),
+             "female/male": ("vocal", ("female", "male")), "genre": ("genre", GROUPS["genre"])}
+    for label, (group, values) in pairs.items():
+        cols = [index[(group, v)] for v in values]
+        rows = named[:, cols].sum(-1) == 1
+        if rows.any():
+            hit = probs[rows][:, cols].argmax(-1) == named[rows][:, cols].argmax(-1)
+            result[label] = hit.float().mean().item()
+    for inst in INSTRUMENTS:
+        k = index[("instrument", inst)]
+        result[inst] = ((probs[:, k] > 0.5) == (named[:, k] > 0.5)).float().mean().item()
+    return result
+
+
+def _text_states(out: Path, pipe: ToyPipeline, captions: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    cache = out / "model" / "text_states.pt"
+    if cache.exists():
+        saved = torch.load(cache, weights_only=False)
+        return saved["states"], saved["mask"]
+    flat = [c for pair in captions for c in pair]
+    states, masks = [], []
+    with _progress() as progress:
+        task = progress.add_task("encoding captions", total=len(flat), info="")
+        for s in range(0, len(flat), 256):
+            st, mk = pipe.encode_prompt(flat[s:s + 256])
+            states.append(st.half())
+            masks.append(mk)
+            progress.advance(task, len(flat[s:s + 256]))
+    states = torch.cat(states).view(len(captions), 2, pipe.max_tokens, TEXT_DIM)
+    masks = torch.cat(masks).view(len(captions), 2, pipe.max_tokens)
+    torch.save({"states": states, "mask": masks}, cache)
+    return states, masks
+
+
+def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5e-4, eval_every: int = 500,
+                ship: Path | None = None, n_eval: int = 32) -> ToyPipeline:
+    folder = out / "model"
+    folder.mkdir(parents=True, exist_ok=True)
+    mel = data_mel(out)
+    data = load_split(out, "train")
+    x_all = mel.normalize(data["log_mel"].float())
+    pipe = ToyPipeline.random(seed)
+    pipe.mel = mel
+    states_all, mask_all = _text_states(out, pipe, data["captions"])
+    scorer = ToyScorer.from_pretrained(out / "scorer")
+    net = pipe.transformer
+    ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
+    ckpt, start = folder / "checkpoint.pt", 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
+        ema, start = state["ema"], state["step"]
+    uncond_states, uncond_mask = pipe.unconditional_context(batch)
+    rotary = pipe.rotary_embedding()
+    log = (folder / "log.jsonl").open("a")
+
+    def evaluate(step: int) -> None:
+        live = {k: v.clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(ema)
+        net.eval()
+        adherence = prompt_adherence(pipe, scorer, eval_prompts(n_eval, seed), seed=seed)
+        pipe.save_pretrained(folder / "latest")
+        if ship is not None:
+            pipe.save_pretrained(ship)
+        net.load_state_dict(live)
+        net.train()
+        line = {"step": step, **{k: round(v, 3) for k, v in adherence.items()}}
+        log.write(json.dumps(line) + "\n")
+        log.flush()
+        print("prompt adherence", json.dumps(line), flush=True)
+
+    net.train()
+    with _progress() as progress:
+        task = progress.add_task("training model", total=steps, completed=start, info="")
+        for step in range(start, steps):
+            g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            idx = torch.randint(len(x_all), (batch,), generator=g)
+            which = torch.randint(0, 2, (batch,), generator=g)
+            x0 = x_all[idx]
+            states = states_all[idx, which].float()
+            mask = mask_all[idx, which]
+            drop = torch.rand(batch, generator=g) < 0.1
+            states = torch.where(drop[:, None, None], uncond_states, states)
+            mask = torch.where(drop[:, None], uncond_mask, mask)
+            t = torch.sigmoid(torch.randn(batch, generator=g))
+            eps = torch.randn(x0.shape, generator=g)
+            xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
+            for group in opt.param_groups:  # constant after warm-up: stopping at N == training with --steps N
+                group["lr"] = lr * min(1.0, (step + 1) / 300)
+            loss = torch.nn.functional.mse_loss(pipe.velocity(xt, t, states, mask, rotary), eps - x0)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                decay = min(0.999, (1 + step) / (10 + step))
+                for k, v in net.state_dict().items():
+                    ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            progress.update(task, advance=1, info=f"loss {loss.item():.3f}")
+            running = loss.item() if step == start else 0.98 * running + 0.02 * loss.item()
+            if (step + 1) % 100 == 0:
+                progress.console.print(f"step {step + 1} loss {running:.4f}")
+            if (step + 1) % 250 == 0 or step + 1 == steps:
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": step + 1}, ckpt)
+            if (step + 1) % eval_every == 0 or step + 1 == steps:
+                evaluate(step + 1)
+    net.load_state_dict(ema)
+    net.eval()
+    return pipe
+
+
+# ----------------------------------------------------------------------------- CLI
+
+OutOpt = typer.Option(Path("runs/toy"), "--out", help="working folder (data, checkpoints, logs)")
+SeedOpt = typer.Option(0, "--seed")
+
+
+def _setup(threads: int) -> None:
+    """One thread by default: on two cores shared with other work it ran 2-10x faster than two."""
+    torch.set_num_threads(threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@app.command()
+def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, threads: int = 1):
+    """Render the synthetic training and held-out clips."""
+    _setup(threads)
+    build_data(out, n_train, n_test)
+
+
+@app.command()
+def scorer(out: Path = OutOpt, steps: int = 800, seed: int = SeedOpt, threads: int = 1,
+           ship: Path | None = typer.Option(None, help="also save the scorer here (e.g. src/tada/toy/weights)")):
+    """Train the attribute scorer on the rendered clips and print its held-out accuracy."""
+    _setup(threads)
+    trained = train_scorer(out, steps, seed)
+    if ship is not None:
+        trained.save_pretrained(ship)
+
+
+@app.command()
+def model(out: Path = OutOpt, steps: int = 6000, seed: int = SeedOpt, batch: int = 32, eval_every: int = 500,
+          threads: int = 1, ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation")):
+    """Train the DiT (rectified flow, 10% caption dropout), printing loss and prompt adherence."""
+    _setup(threads)
+    train_model(out, steps, seed, batch=batch, eval_every=eval_every, ship=ship)
+
+
+@app.command()
+def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer folder (default: shipped weights)"),
+             n: int = 192, seed: int = 12345, steps: int | None = None, guidance: float | None = None,
+             threads: int = 1, out_json: Path | None = None):
+    """Prompt adherence of unsteered generations on `n` fresh full captions, per concept pair."""
+    _setup(threads)
+    pipe = ToyPipeline.from_pretrained(weights)
+    judge = ToyScorer.from_pretrained(weights)
+    result = prompt_adherence(pipe, judge, eval_prompts(n, seed), seed=seed, steps=steps, guidance=guidance)
+    text = json.dumps({k: round(v, 3) for k, v in result.items()}, indent=1)
+    print(text)
+    if out_json is not None:
+        out_json.write_text(text)
+
+
+@app.command(name="all")
+def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 6000, scorer_steps: int = 800,
+               threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into")):
+    """data, then scorer, then model."""
+    _setup(threads)
+    build_data(out, 3500, 500)
+    trained = train_scorer(out, scorer_steps, seed)
+    if ship is not None:
+        trained.save_pretrained(ship)
+    train_model(out, model_steps, seed, ship=ship)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,194 @@
+"""ToyPipeline: the contract adapters rely on, the sampler's equations, the mel analysis/synthesis."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tada.toy.model import DEFAULT_TRANSFORMER, WEIGHTS_DIR, MelSpec, ToyPipeline, mel_filterbank
+from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE, make_example
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return ToyPipeline.random(seed=0, num_layers=2)
+
+
+def gens(*seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+class CallRecorder:
+    """Records every transformer call's keyword arguments (cloned)."""
+
+    def __init__(self, module):
+        self.calls = []
+        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        assert not args, "the transformer must be called with keyword arguments only"
+        self.calls.append({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def test_output_shape_dtype_range_and_determinism(pipe):
+    a = pipe(["a fast piano", "sad jazz"], gens(0, 1), num_inference_steps=2)
+    b = pipe(["a fast piano", "sad jazz"], gens(0, 1), num_inference_steps=2)
+    assert a.shape == (2, 1, NUM_SAMPLES) and a.dtype == torch.float32
+    assert a.abs().max() <= 1.0
+    assert torch.equal(a, b)
+    assert pipe.sample_rate == SAMPLE_RATE
+    c = pipe(["a fast piano", "sad jazz"], gens(2, 1), num_inference_steps=2)
+    assert not torch.allclose(a[0], c[0]) and torch.allclose(a[1], c[1], atol=1e-5)
+
+
+def test_rows_do_not_depend_on_each_other(pipe):
+    alone = pipe.sample_frames(["a fast piano"], gens(3), num_inference_steps=2)
+    batched = pipe.sample_frames(["a fast piano", "a slow sad violin ballad with a male vocal"], gens(3, 4),
+                                 num_inference_steps=2)
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_encode_prompt_fixed_length_padding_zeroed(pipe):
+    states, mask = pipe.encode_prompt(["piano", "a fast upbeat techno track with drums and maracas"])
+    assert states.shape == (2, pipe.max_tokens, 384) and states.dtype == torch.float32
+    assert mask.dtype == torch.bool and mask.shape == (2, pipe.max_tokens)
+    assert mask[0].sum() == 3  # [CLS] piano [SEP]
+    assert torch.all(states[~mask] == 0)
+    alone, _ = pipe.encode_prompt(["piano"])
+    torch.testing.assert_close(alone[0], states[0], atol=1e-5, rtol=1e-5)
+    assert len(pipe.tokenizer) > 1000
+
+
+@pytest.mark.parametrize("guidance, rows", [(3.0, 4), (1.0, 2)])
+def test_transformer_called_once_per_step_with_contract_kwargs(pipe, guidance, rows):
+    prompts = ["fast techno", "slow reggae with a female vocal"]
+    with CallRecorder(pipe.transformer) as rec:
+        pipe.sample_frames(prompts, gens(0, 1), num_inference_steps=3, guidance_scale=guidance)
+    assert len(rec.calls) == 3
+    expected = {"hidden_states", "timestep", "encoder_hidden_states", "encoder_attention_mask",
+                "global_hidden_states", "rotary_embedding"}
+    cond_states, cond_mask = pipe.encode_prompt(prompts)
+    for i, call in enumerate(rec.calls):
+        assert set(call) == expected
+        t = call["timestep"]
+        assert t.shape == (rows,) and t.dtype == torch.float32
+        assert torch.allclose(t, torch.full((rows,), 1.0 - i / 3))
+        assert call["hidden_states"].shape == (rows, 64, 100)
+        assert torch.all(call["global_hidden_states"] == 0)
+        ctx, mask = call["encoder_hidden_states"], call["encoder_attention_mask"]
+        assert ctx.shape == (rows, pipe.max_tokens, 384) and mask.dtype == torch.bool
+        torch.testing.assert_close(ctx[-2:], cond_states)
+        assert torch.equal(mask[-2:], cond_mask)
+        if rows == 4:  # [uncond, cond]: unconditional rows are zeros with only the first token unmasked
+            assert torch.all(ctx[:2] == 0)
+            assert mask[:2, 0].all() and not mask[:2, 1:].any()
+            assert torch.equal(call["hidden_states"][:2], call["hidden_states"][2:])
+
+
+def test_euler_steps_and_guidance_follow_the_equations(pipe):
+    """x_{t-dt} = x_t - dt * (v_u + g (v_c - v_u)), from t = 1 in equal steps."""
+    x1 = torch.randn(1, 64, 100, generator=torch.Generator().manual_seed(9))
+    cond = pipe.encode_prompt(["a happy flute"])
+    uncond = pipe.unconditional_context(1)
+    g = 2.5
+    with torch.no_grad():
+        v_u = pipe.velocity(x1, torch.ones(1), *uncond)
+        v_c = pipe.velocity(x1, torch.ones(1), *cond)
+        x_half = x1 - 0.5 * (v_u + g * (v_c - v_u))
+        v_u2 = pipe.velocity(x_half, torch.full((1,), 0.5), *uncond)
+        v_c2 = pipe.velocity(x_half, torch.full((1,), 0.5), *cond)
+        x0 = x_half - 0.5 * (v_u2 + g * (v_c2 - v_u2))
+    got = pipe.sample_frames(["a happy flute"], gens(0), num_inference_steps=2, guidance_scale=g, latents=x1)
+    torch.testing.assert_close(got, x0, atol=1e-5, rtol=1e-4)
+    # without guidance only the conditional velocity is used
+    with torch.no_grad():
+        one = x1 - pipe.velocity(x1, torch.ones(1), *cond)
+    torch.testing.assert_close(pipe.sample_frames(["a happy flute"], gens(0), 1, 1.0, latents=x1), one,
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_initial_noise_comes_from_each_rows_generator(pipe):
+    with CallRecorder(pipe.transformer) as rec:
+        pipe.sample_frames(["a", "b"], gens(5, 6), num_inference_steps=1, guidance_scale=1.0)
+    first = rec.calls[0]["hidden_states"]
+    torch.testing.assert_close(first[0], torch.randn(64, 100, generator=torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(first[1], torch.randn(64, 100, generator=torch.Generator().manual_seed(6)))
+
+
+def test_mel_filterbank_triangles():
+    fb = mel_filterbank(n_mels=8, n_fft=256, sample_rate=16000, f_min=50.0, f_max=8000.0)
+    assert fb.shape == (8, 129)
+    assert fb.min() >= 0 and fb.max() <= 1.0 + 1e-9
+    peaks = fb.argmax(1)
+    assert np.all(np.diff(peaks) > 0)  # centers rise with the filter index
+    # HTK mel m(f) = 2595 log10(1 + f/700): m(50) = 77.75, m(8000) = 2840.1, so the first filter
+    # spans mel 77.75 / 384.7 / 691.6 = 50.0 / 284.7 / 593.1 Hz. Bins are 62.5 Hz apart: bin 4
+    # (250 Hz) gets 200/234.7 = 0.852 on the rising edge, bin 5 (312.5 Hz) 280.6/308.4 = 0.910.
+    assert peaks[0] == 5
+    assert fb[0, 4] == pytest.approx(0.852, abs=2e-3) and fb[0, 5] == pytest.approx(0.910, abs=2e-3)
+
+
+def test_mel_spec_griffin_lim_round_trip():
+    mel = MelSpec()
+    wave = torch.from_numpy(make_example(1)[2])[None]
+    log_mel = mel.log_mel(wave)
+    assert log_mel.shape == (1, 64, 100) and mel.frames == 100
+    rebuilt = mel.griffin_lim(log_mel)
+    assert rebuilt.shape == (1, NUM_SAMPLES)
+    # the rebuilt audio's mel magnitudes are within 10% (relative L2) of the target's
+    target, got = log_mel.exp(), mel.log_mel(rebuilt).exp()
+    assert ((got - target).norm() / target.norm()) < 0.1
+    # and Griffin-Lim did work: the zero-phase start alone is far off
+    zero_phase = mel.griffin_lim(log_mel, n_iter=0)
+    assert ((mel.log_mel(zero_phase).exp() - target).norm() / target.norm()) > 0.2
+    torch.testing.assert_close(mel.denormalize(mel.normalize(log_mel)), log_mel)
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "pipeline_config.json").read_text())
+    assert config["transformer"]["num_layers"] == 2
+    loaded = ToyPipeline.from_pretrained(tmp_path)
+    a = pipe.sample_frames(["jazz"], gens(0), 2)
+    b = loaded.sample_frames(["jazz"], gens(0), 2)
+    assert torch.equal(a, b)
+
+
+def test_default_config_has_at_least_eight_layers():
+    assert DEFAULT_TRANSFORMER["num_layers"] >= 8
+
+
+def test_shipped_weights_load_and_generate():
+    shipped = ToyPipeline.from_pretrained()
+    assert shipped.transformer.config.num_layers >= 8
+    wave = shipped(["a fast happy techno track with drums"], gens(0), num_inference_steps=4)
+    assert wave.shape == (1, 1, NUM_SAMPLES) and torch.isfinite(wave).all()
+    assert WEIGHTS_DIR.is_dir()
+
+
+def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
+    with pytest.raises(FileNotFoundError, match="pipeline_config.json"):
+        ToyPipeline.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="unknown transformer config keys"):
+        ToyPipeline.random(0, num_layerz=3)
+    with pytest.raises(ValueError, match="one torch.Generator per prompt"):
+        pipe(["a", "b"], gens(0), num_inference_steps=1)
+    with pytest.raises(TypeError, match="list of strings"):
+        pipe("a", gens(0), num_inference_steps=1)
+    with pytest.raises(ValueError, match="latents must have shape"):
+        pipe(["a"], gens(0), num_inference_steps=1, latents=torch.zeros(1, 3, 3))
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        pipe(["a"], gens(0), num_inference_steps=0)
+    with pytest.raises(TypeError, match="list of strings"):
+        pipe.encode_prompt("a")
+    with pytest.raises(ValueError, match="mean/std need 64"):
+        MelSpec(mean=[0.0])
+    with pytest.raises(ValueError, match="f_min"):
+        mel_filterbank(8, 256, 16000, 100.0, 9000.0)
