@@ -329,7 +329,8 @@ def test_stable_audio_position_zero_of_a_site_is_the_global_token(stable_audio):
 def audioldm2_expected_attn2_order():
     """The tiny UNet's attn2 modules in execution order: down, mid, up; three per attention layer."""
     order = []
-    for block, layers in (("down_blocks.1", 2), ("down_blocks.2", 2), ("mid_block", 1), ("up_blocks.0", 3), ("up_blocks.1", 3)):
+    blocks = (("down_blocks.1", 2), ("down_blocks.2", 2), ("mid_block", 1), ("up_blocks.0", 3), ("up_blocks.1", 3))
+    for block, layers in blocks:
         order += [f"{block}.attentions.{k}.transformer_blocks.0.attn2" for k in range(3 * layers)]
     return order
 
@@ -339,7 +340,8 @@ def test_audioldm2_sites_in_execution_order_and_which_context_each_reads(audiold
     calls = [c for c in log.first_call() if c[0].endswith("attn2")]
     assert [c[0] for c in calls] == audioldm2_expected_attn2_order()
     den_kwargs = log.denoiser_calls[0][1]
-    gpt2, t5, t5_mask = (den_kwargs[k] for k in ("encoder_hidden_states", "encoder_hidden_states_1", "encoder_attention_mask_1"))
+    gpt2 = den_kwargs["encoder_hidden_states"]
+    t5, t5_mask = den_kwargs["encoder_hidden_states_1"], den_kwargs["encoder_attention_mask_1"]
     assert gpt2.shape == (4, 8, 16) and t5.shape[0] == 4 and t5.shape[2] == 32
     assert t5_mask.dtype == torch.int64 and "encoder_attention_mask" not in den_kwargs
     bias = (1 - t5_mask.float()) * -10000.0
@@ -364,7 +366,9 @@ def test_audioldm2_site_positions_are_flattened_time_by_frequency(audioldm2):
     assert latent.shape == (4, 4, 16, 8)
     sizes = {name.split(".attentions")[0]: out.shape[1] for name, _, _, out in log.first_call()}
     # down_blocks.1 runs after one downsampling (8 x 4), down_blocks.2 and the mid block after two (4 x 2)
-    assert sizes == {"down_blocks.1": 8 * 4, "down_blocks.2": 4 * 2, "mid_block": 4 * 2, "up_blocks.0": 4 * 2, "up_blocks.1": 8 * 4}
+    assert sizes == {
+        "down_blocks.1": 8 * 4, "down_blocks.2": 4 * 2, "mid_block": 4 * 2, "up_blocks.0": 4 * 2, "up_blocks.1": 8 * 4
+    }
 
 
 def test_ace_step_sites_in_execution_order_and_their_keyword_only_signature(ace_step):
@@ -437,7 +441,8 @@ def test_ace_step_batches_cond_then_null_only_inside_the_cfg_interval(ace_step):
     rows = [k["hidden_states"].shape[0] for _, k in log.denoiser_calls]
     assert rows == [4, 4, 4, 2]
     times = [k["timestep"] for _, k in log.denoiser_calls]
-    assert all(t.dtype == torch.float32 and torch.equal(t, k["timestep_r"]) for t, (_, k) in zip(times, log.denoiser_calls))
+    for t, (_, k) in zip(times, log.denoiser_calls):
+        assert t.dtype == torch.float32 and torch.equal(t, k["timestep_r"])
     assert [t[0].item() for t in times] == [1.0, 0.75, 0.5, 0.25]
     ctx = log.denoiser_calls[0][1]["encoder_hidden_states"]
     null = ace_step.condition_encoder.null_condition_emb
@@ -448,10 +453,10 @@ def test_ace_step_batches_cond_then_null_only_inside_the_cfg_interval(ace_step):
 
 def test_ace_step_turbo_and_unit_guidance_never_double_the_batch():
     turbo = build_tiny_ace_step(0, turbo=True)
-    log = logged(turbo.transformer, lambda: run_ace_step(turbo, PROMPTS, (1, 2), num_inference_steps=3, guidance_scale=7.0))
+    log = logged(turbo.transformer, lambda: run_ace_step(turbo, PROMPTS, (1, 2), num_inference_steps=3, guidance_scale=7))
     assert [k["hidden_states"].shape[0] for _, k in log.denoiser_calls] == [2, 2, 2]
     base = build_tiny_ace_step(0)
-    log = logged(base.transformer, lambda: run_ace_step(base, PROMPTS, (1, 2), num_inference_steps=3, guidance_scale=1.0))
+    log = logged(base.transformer, lambda: run_ace_step(base, PROMPTS, (1, 2), num_inference_steps=3, guidance_scale=1))
     assert [k["hidden_states"].shape[0] for _, k in log.denoiser_calls] == [2, 2, 2]
 
 
@@ -480,7 +485,9 @@ def test_audioldm2_rows_depend_on_the_longest_prompt_unless_encoded_one_by_one(a
         # workaround: encode each prompt alone, zero-pad the T5 part and its mask to a common length
         parts = [audioldm2.encode_prompt([p], "cpu", 1, True) for p in (SHORT, LONG)]
         width = max(e.shape[1] for e, _, _ in parts)
-        pad = lambda x: torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1]) if x.ndim == 3 else (0, width - x.shape[1]))
+        def pad(x):
+            return torch.nn.functional.pad(x, (0, 0) * (x.ndim - 2) + (0, width - x.shape[1]))
+
         halves = [[t.chunk(2) for t in part] for part in parts]  # (uncond, cond) of each tensor
         fixed = audioldm2(
             negative_prompt_embeds=torch.cat([pad(h[0][0]) for h in halves]),
@@ -535,3 +542,80 @@ def test_one_generator_per_row_fixes_each_rows_noise(family, stable_audio, audio
     b = latents(family, pipe, [SHORT, SHORT], (1, 3))
     assert relative_max_diff(b[0], a[0]) < 1e-4
     assert relative_max_diff(b[1], a[1]) > 1e-2
+
+
+# --------------------------------------------------------------------------- full-size configs (benchmarks/)
+
+
+def _full_configs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "full_configs.py"
+    spec = importlib.util.spec_from_file_location("full_configs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "family, millions, rows_frames",
+    # 1057M: Stable Audio Open 1.0's DiT; 1576M: ACE-Step 1.5's DiT (design notes). Stable Audio
+    # always runs its 1024-frame window; ACE-Step runs ceil(10 s x 25 Hz) = 250 latent frames.
+    [("stable-audio", 1057, (4, 1024)), ("ace-step", 1576, (4, 250))],
+)
+def test_full_size_denoisers_have_the_released_sizes_and_accept_the_pipeline_call(family, millions, rows_frames):
+    fc = _full_configs()
+    model = fc.full_size_denoiser(family, device="meta")
+    assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - millions) < 1
+    assert not model.training and next(model.parameters()).dtype == torch.bfloat16
+    args, kwargs = fc.denoiser_call(family, model, batch=2, seconds=10.0)
+    with torch.no_grad():
+        out = model(*args, **kwargs)[0]
+    rows, frames = rows_frames
+    if family == "stable-audio":
+        assert args[0].shape == out.shape == (rows, 64, frames)
+        assert kwargs["encoder_hidden_states"].shape == (rows, 128 + 2, 768)
+    else:
+        assert args == () and kwargs["hidden_states"].shape == out.shape == (rows, frames, 64)
+        assert kwargs["timestep"].shape == (rows,)
+    no_cfg = fc.denoiser_call(family, model, batch=3, seconds=10.0, guidance=False)
+    first = no_cfg[0][0] if family == "stable-audio" else no_cfg[1]["hidden_states"]
+    assert first.shape[0] == 3
+
+
+def test_full_size_stable_audio_call_has_a_zero_uncond_context():
+    fc = _full_configs()
+    model = fc.full_size_denoiser("stable-audio", device="meta", dtype=torch.float32)
+    # meta tensors carry no values: build the call against a stand-in with real (cpu) parameters
+    stand_in = torch.nn.Linear(1, 1)
+    stand_in.config = model.config
+    _, kwargs = fc.denoiser_call("stable-audio", stand_in, batch=2)
+    ctx = kwargs["encoder_hidden_states"]
+    assert torch.count_nonzero(ctx[:2]) == 0 and torch.count_nonzero(ctx[2:]) == ctx[2:].numel()
+
+
+def _ace(fc):
+    return fc.full_size_denoiser("ace-step", device="meta")
+
+
+def _sao(fc):
+    return fc.full_size_denoiser("stable-audio", device="meta")
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda fc: fc.full_size_denoiser("audioldm2", device="meta"), ValueError, "unknown family"),
+        (lambda fc: fc.full_size_denoiser("ace-step", seed=-1, device="meta"), ValueError, "seed"),
+        (lambda fc: fc.full_size_denoiser("ace-step", dtype=torch.int8, device="meta"), TypeError, "dtype"),
+        (lambda fc: fc.denoiser_call("ace-step", _ace(fc), batch=0), ValueError, "batch"),
+        (lambda fc: fc.denoiser_call("ace-step", _ace(fc), context_tokens=0), ValueError, "context_tokens"),
+        (lambda fc: fc.denoiser_call("ace-step", _ace(fc), seconds=0), ValueError, "seconds"),
+        (lambda fc: fc.denoiser_call("stable-audio", _sao(fc), seconds=48), ValueError, "window"),
+        (lambda fc: fc.denoiser_call("stable-audio", _sao(fc), context_tokens=64), ValueError, "128"),
+    ],
+)
+def test_full_size_helpers_reject_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call(_full_configs())

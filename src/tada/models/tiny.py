@@ -1,8 +1,8 @@
 """Tiny, offline, deterministic builds of the three real diffusers pipeline families.
 
 Each builder returns the genuine diffusers pipeline class (``StableAudioPipeline``,
-``AudioLDM2Pipeline``, ``AceStepPipeline``) wired to randomly initialised components a few
-thousand parameters in size, with tokenizers built in code from a small music vocabulary.
+``AudioLDM2Pipeline``, ``AceStepPipeline``) wired to randomly initialised components (40 thousand to
+1.6 million parameters per pipeline), with tokenizers built in code from a small music vocabulary.
 Nothing is read from disk or a hub, so these builds run anywhere and let every part of tada
 that touches a real pipeline (hook sites, call signatures, guidance layout, timesteps) be
 tested on the same code paths as the full-size checkpoints.
@@ -16,7 +16,8 @@ Guarantees:
     a musical word give different contexts.
 
 The structure of each tiny build mirrors the full-size model where the hook engine cares
-(block layout, which context feeds which site, the global token, patching, guidance); widths,
+(block layout, which context feeds which site, Stable Audio's global token, ACE-Step's
+patches of 2 frames, guidance rows); widths,
 depths and sample rates are shrunk. The facts measured on these builds are written up in
 ``docs/families.md``.
 
