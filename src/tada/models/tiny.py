@@ -17,8 +17,7 @@ Guarantees:
 
 The structure of each tiny build mirrors the full-size model where the hook engine cares
 (block layout, which context feeds which site, Stable Audio's global token, ACE-Step's
-patches of 2 frames, guidance rows); widths,
-depths and sample rates are shrunk. The facts measured on these builds are written up in
+patches of 2 frames, guidance rows); widths, depths and sample rates are shrunk. The facts measured on these builds are written up in
 ``docs/families.md``.
 
 Stable Audio Open (``build_tiny_stable_audio``): 4 DiT blocks; sites ``transformer_blocks.{i}.attn2``;
