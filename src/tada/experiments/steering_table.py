@@ -1,0 +1,167 @@
+"""The paper's steering table (Table 1): for each concept and steering configuration, an alpha sweep
+over evaluation prompts and every column of sec. 4.2 (preservation, delta alignment, smoothness,
+audio quality)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tada.audio import Audio
+from tada.caa import fit
+from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
+from tada.metrics import delta_alignment, preservation, smoothness
+from tada.models.base import AudioModel
+from tada.steering import SteeringVector
+
+
+@dataclass
+class EvalSettings:
+    """Sizes of one evaluation run. The defaults suit a laptop CPU; :meth:`paper` gives sec. 4.2's."""
+
+    alphas: list[float] = field(default_factory=lambda: [float(a) for a in range(-100, 101, 10)])
+    n_prompts: int = 4
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int | None = None
+    caa_pairs: int | None = 16
+    caa_seeds: int = 1
+    batch_size: int = 8
+
+    @classmethod
+    def paper(cls) -> "EvalSettings":
+        return cls(n_prompts=100, steps=60, caa_pairs=None)
+
+
+def configurations(n_sites: int, functional: Sequence[int]) -> dict[str, list[int]]:
+    """Table 1's CAA rows: the functional layers, all layers, and all but the functional layers."""
+    functional = sorted(set(functional))
+    if not functional:
+        raise ValueError("name at least one functional layer")
+    bad = [s for s in functional if not 0 <= s < n_sites]
+    if bad:
+        raise IndexError(f"functional layers {bad} are out of range 0..{n_sites - 1}")
+    rest = [s for s in range(n_sites) if s not in functional]
+    configs = {f"layers {{{','.join(map(str, functional))}}}": functional, "all layers": list(range(n_sites))}
+    if rest:
+        configs[f"all but {{{','.join(map(str, functional))}}}"] = rest
+    return configs
+
+
+def sweep_metrics(index: pd.DataFrame, audio: Audio, queries: Sequence[str], scorers: dict, lpaps=None,
+                  fad_embed=None, aesthetics=None) -> tuple[dict, pd.DataFrame]:
+    """Every column of Table 1 for one finished alpha sweep, and the per-file alignment table."""
+    per_file = index.copy()
+    for name, scorer in scorers.items():
+        per_file[f"align_{name}"] = scorer.similarity(audio, list(queries)).mean(dim=1).numpy()
+    row: dict = {}
+    curves = per_file.sort_values("alpha")
+    for name in scorers:
+        wide = curves.pivot_table(index=["prompt_index", "seed"], columns="alpha", values=f"align_{name}")
+        alphas = wide.columns.to_numpy(dtype=float)
+        sims = wide.to_numpy().T  # (A, units)
+        row[f"delta_align_{name}"] = float(np.mean(delta_alignment(alphas, sims)))
+        row[f"smoothness_{name}"] = float(np.mean(smoothness(alphas, sims)))
+    ref_rows = per_file.index[per_file.alpha == 0].to_numpy()
+    if len(ref_rows) == 0:
+        raise ValueError("the sweep has no alpha = 0 generations to measure preservation against")
+    reference = Audio(audio.waveform[torch.as_tensor(ref_rows)], audio.sample_rate)
+    key = ["prompt_index", "seed"]
+    ref_order = per_file.loc[ref_rows, key].to_records(index=False).tolist()
+    steered = {}
+    for alpha, df in per_file[per_file.alpha != 0].groupby("alpha"):
+        order = dict(zip(df[key].to_records(index=False).tolist(), df.index))
+        steered[float(alpha)] = Audio(audio.waveform[[order[k] for k in ref_order]], audio.sample_rate)
+    embed = fad_embed if len(ref_rows) > 1 else None  # a Frechet distance needs two rows per set
+    pres = preservation(steered, reference, lpaps=lpaps, embed=embed, progress=False) if (lpaps or embed) else None
+    row["lpaps"] = np.nan if pres is None or pres.lpaps is None else pres.lpaps
+    row["fad"] = np.nan if pres is None or pres.fad is None else pres.fad
+    if aesthetics is not None:
+        scores = aesthetics.score(Audio.cat(list(steered.values())))
+        for axis, values in scores.items():
+            row[axis] = float(values.float().mean())
+    return row, per_file
+
+
+def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[str, Sequence[int]] | Sequence[int],
+                   out: str | Path, prompts: Sequence[str] | None = None, scorers: dict | None = None,
+                   settings: EvalSettings | None = None, lpaps=None, fad_embed="scorer",
+                   aesthetics=None, sae_vectors: dict[str, SteeringVector] | None = None) -> pd.DataFrame:
+    """Run Table 1 for `concepts` on `model` into `out` (resumable: vectors and WAV files are reused).
+
+    functional: the functional layers (one list for every concept, or per concept, e.g. from
+        ``LayerImpact.top``); configurations are those layers, all layers, and all but those layers.
+    sae_vectors: optional ``{concept: SAE steering vector}`` added as an ``SAE(site)`` row.
+    scorers: ``{name: Scorer}`` for alignment (default: the model's default scorer).
+    fad_embed: FAD's embedding; "scorer" uses the first scorer's ``embed_audio``; None skips FAD.
+    Writes results.csv, table.md, alignment.csv and curves/<concept>.png.
+    """
+    from tada.concepts import load_catalogue, load_eval_prompts
+    from tada.report.plots import alpha_curves
+    from tada.scoring import default_scorer
+
+    settings = settings or EvalSettings()
+    if 0.0 not in settings.alphas:
+        settings.alphas = sorted([*settings.alphas, 0.0])
+    if not concepts:
+        raise ValueError("choose at least one concept to evaluate")
+    catalogue = load_catalogue()
+    prompts = list(prompts) if prompts is not None else load_eval_prompts()[: settings.n_prompts]
+    scorers = scorers or {getattr(s, "name", "scorer"): s for s in [default_scorer(model)]}
+    if fad_embed == "scorer":
+        fad_embed = next(iter(scorers.values())).embed_audio
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, per_files = [], []
+    for concept in concepts:
+        c = catalogue[concept]
+        layers = functional[concept] if isinstance(functional, dict) else functional
+        vectors: dict[str, SteeringVector] = {}
+        for label, sites in configurations(len(model.sites), layers).items():
+            path = out / "vectors" / f"{concept}-{_slug(label)}.safetensors"
+            if path.exists():
+                vectors[label] = SteeringVector.load(path, model=model)
+            else:
+                vectors[label] = fit(model, concept, sites, seeds=settings.caa_seeds, steps=settings.steps,
+                                     n_pairs=settings.caa_pairs, batch_size=settings.batch_size)
+                vectors[label].save(path)
+        if sae_vectors and concept in sae_vectors:
+            sae_vec = sae_vectors[concept]
+            vectors[f"SAE({','.join(map(str, sae_vec.sites))})"] = sae_vec
+        for label, vec in vectors.items():
+            folder = out / concept / _slug(label)
+            index = alpha_sweep(model, vec, prompts, settings.alphas, folder, seeds=settings.seeds,
+                                steps=settings.steps, batch_size=settings.batch_size)
+            index, audio = load_sweep(folder)
+            row, per_file = sweep_metrics(index, audio, c.queries.positive, scorers, lpaps, fad_embed, aesthetics)
+            rows.append({"concept": concept, "config": label, "sites": ",".join(map(str, vec.sites)), **row})
+            per_files.append(per_file.assign(concept=concept, config=label))
+            pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+        alignment = pd.concat([p for p in per_files if p.concept.iloc[0] == concept])
+        first = f"align_{next(iter(scorers))}"
+        alpha_curves(alignment, out / "curves" / f"{concept}.png", y=first, title=f"{concept}: alignment vs alpha")
+    table = pd.DataFrame(rows)
+    pd.concat(per_files).to_csv(out / "alignment.csv", index=False)
+    (out / "table.md").write_text(_markdown(table))
+    (out / "manifest.json").write_text(json.dumps({
+        "model": model.name, "concepts": list(concepts), "alphas": settings.alphas, "prompts": len(prompts),
+        "seeds": settings.seeds, "steps": settings.steps or model.default_steps, "scorers": list(scorers),
+        "lpaps": lpaps is not None, "fad": fad_embed is not None, "aesthetics": aesthetics is not None}, indent=2))
+    return table
+
+
+def _slug(label: str) -> str:
+    return label.replace(" ", "_").replace("{", "").replace("}", "").replace("(", "").replace(")", "")
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines) + "\n"
