@@ -1,16 +1,18 @@
 """AudioLDM2 (`diffusers.AudioLDM2Pipeline`, denoiser `AudioLDM2UNet2DConditionModel`).
 
 Each attention level of the UNet holds three ``Transformer2DModel``s per layer: the first one's
-``attn2`` is self-attention (called with no context), the second attends to the 8 GPT-2 context
-vectors (no mask), the third to the Flan-T5 token states (mask passed as an additive bias
+``attn2`` is self-attention (called with no context), the second attends to the 8 vectors GPT-2
+generates (no mask), the third to the Flan-T5 token states (mask passed as an additive bias
 ``(rows, 1, tokens)``, 0 = keep, -10000 = masked). Sites are the modules called with a context, in
 execution order: down blocks, the mid block, then up blocks (``named_modules`` lists the mid block
-last), i.e. ``{down,mid,up}_block(s).*.attentions.{3i+1, 3i+2}.transformer_blocks.0.attn2``. The
-real music checkpoint has 32 such sites (the paper counts 64 cross-attentions, which includes the
-self-attention ``attn2``s; our index counts true cross-attention only).
-Guidance: ``[uncond, cond]``. Frames: every position (flattened frequency x time latent cells).
-Timestep: positional, the DDIM step (0..1000). Batch dependence: T5 states are padded to the longest
-prompt of the batch (masked), so a patched source of another length is padded with a masked bias.
+last), i.e. ``{down,mid,up}_block(s).*.attentions.{3i+1, 3i+2}.transformer_blocks.0.attn2``; the
+music checkpoint has 32 of them (the paper counts 64 cross-attention layers by a rule it does not
+state; our index counts modules that attend to text, see docs/families.md for the mapping).
+Guidance: ``[uncond, cond]``, the unconditional rows encode the empty prompt. Frames: every
+position (latent cells, time-major). Timestep: positional, the DDIM step (0..999).
+Batch dependence: T5 states are padded to the longest prompt of the batch (masked), and GPT-2 reads
+that padding, so its 8 generated vectors, and thus the audio, change with the batch (about 6% relative
+for a short prompt next to a long one). Compare rows generated in the same batch layout.
 """
 
 from __future__ import annotations

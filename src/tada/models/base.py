@@ -97,6 +97,7 @@ class AudioModel:
     default_steps: int = 50
     default_guidance: float = 7.0
     default_duration: float | None = None
+    current_duration: float | None = None  # the duration of the generation in progress (see frame_slice)
 
     def __init__(self, pipe, denoiser: nn.Module, sites: list[Site], sample_rate: int):
         self.pipe = pipe
@@ -207,6 +208,7 @@ class AudioModel:
         if not isinstance(steer, (list, tuple)):
             steer = [steer]
         ivs = list(interventions) + [s.intervention(self) for s in steer]
+        self.current_duration = duration
         with torch.no_grad(), intervene(self, len(prompts), ivs):
             wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
         return Audio(wav.detach().float().cpu(), self.sample_rate)

@@ -84,6 +84,13 @@ def load(name: str = "toy", **kw) -> AudioModel:
 
         cls_name, repo = CHECKPOINTS.get(name, (None, name))
         cls = getattr(diffusers, cls_name) if cls_name else diffusers.DiffusionPipeline
+        if cls_name == "AudioLDM2Pipeline" and "language_model" not in kw:
+            # the checkpoints declare GPT2Model, which lost the generation helper the pipeline calls in
+            # transformers 5; the LM-head class has it and loads the same weights
+            from transformers import GPT2LMHeadModel
+
+            kw["language_model"] = GPT2LMHeadModel.from_pretrained(repo, subfolder="language_model",
+                                                                   torch_dtype=kw.get("torch_dtype"))
         try:
             pipe = cls.from_pretrained(repo, **kw)
         except (OSError, ValueError) as err:

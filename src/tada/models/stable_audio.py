@@ -5,11 +5,15 @@ Context: T5 token states (padded to the tokenizer's max length, padding zeroed) 
 tokens, projected by ``cross_attention_proj``; the pipeline passes no cross-attention mask.
 Guidance: the denoiser batch is ``[uncond, cond]``; the unconditional context is zeros.
 Frames: the DiT prepends one global token (timestep + seconds) to the frames, so a site's output is
-(B, 1 + T, D); frame averages and steering use positions 1..T only.
+(B, 1 + T, D), and the DiT always runs its whole window (T = 1024 latent frames, 47.55 s) whatever
+duration is asked for; frame averages and steering use the frames of the requested duration only,
+positions 1..ceil(duration * sample_rate / hop_length).
 Timestep: passed positionally as the denoiser's second argument.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -35,7 +39,8 @@ class StableAudioModel(AudioModel):
         self.default_duration = min(10.0, longest)
 
     def frame_slice(self, site: Site) -> slice:
-        return slice(1, None)
+        duration = self.current_duration or self.default_duration
+        return slice(1, 1 + math.ceil(duration * self.sample_rate / self.pipe.vae.hop_length))
 
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
         out = self.pipe(
