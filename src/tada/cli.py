@@ -12,7 +12,7 @@ from typing import Optional  # noqa: E402
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Localize musical concepts in text-to-music diffusion models and steer them.")
 console = Console()
 
@@ -148,8 +148,149 @@ def pairs(
     console.print(f"wrote {len(ps.pairs)} pairs to {out}")
 
 
+sae_app = typer.Typer(no_args_is_help=True, help="TopK sparse autoencoders on one site (eq. 4-8).")
+app.add_typer(sae_app, name="sae")
+
+
+@sae_app.command("collect")
+def sae_collect(
+    site: int = typer.Option(..., help="site index (a functional layer)"),
+    model: str = MODEL,
+    prompts: Optional[Path] = typer.Option(None, help="CSV with a 'caption' column (the shipped corpus if omitted)"),
+    n: int = typer.Option(64, help="number of prompts"),
+    seeds: int = typer.Option(1),
+    steps: Optional[int] = typer.Option(None),
+    out: Path = typer.Option(Path("runs/sae/activations")),
+):
+    """Write the site's outputs (every frame of every step) as float16 shards (resumable)."""
+    import tada
+    from tada.concepts import load_captions
+    from tada.sae_steering import collect
+
+    m = tada.load(model)
+    texts = list(load_captions(prompts).values())[:n]
+    reader = collect(m, texts, site, out, seeds=_seeds(seeds), steps=steps)
+    console.print(f"{len(reader)} rows of width {reader.d} in {out}")
+
+
+@sae_app.command("train")
+def sae_train(
+    activations: Path = typer.Option(Path("runs/sae/activations")),
+    expansion: str = typer.Option("4", help="m, or a comma list for a grid search (paper: 2,4,8,16)"),
+    k: str = typer.Option("64", help="k, or a comma list (paper: 16,32,64)"),
+    epochs: int = typer.Option(15),
+    batch_size: int = typer.Option(4096),
+    out: Path = typer.Option(Path("runs/sae/model")),
+):
+    """Train a TopK SAE, or a grid of them and pick one by the paper's rule (resumable)."""
+    import shutil
+
+    from tada.activation_store import ActivationReader
+    from tada.sae import choose_sae, grid_search
+
+    reader = ActivationReader(activations)
+    table = grid_search(reader, m_values=_ints(expansion), k_values=_ints(k), epochs=epochs, batch_size=batch_size,
+                        out=out / "grid")
+    best = choose_sae(table)
+    chosen = out / "grid" / f"m{int(best.m)}_k{int(best.k)}"
+    for name in ("sae.safetensors", "cfg.json"):
+        shutil.copy(chosen / name, out / name)
+    console.print(table.to_string(index=False))
+    console.print(f"chose m={int(best.m)} k={int(best.k)} -> {out}/sae.safetensors, {out}/cfg.json")
+
+
+@sae_app.command("features")
+def sae_features(
+    site: int = typer.Option(...),
+    concept: str = typer.Option(..., "--concept", "-c"),
+    model: str = MODEL,
+    sae: Path = typer.Option(Path("runs/sae/model")),
+    tau: int = typer.Option(20, help="features kept (paper: 20, 40 for mood)"),
+    pairs: Optional[int] = typer.Option(None),
+    seeds: int = typer.Option(1),
+    steps: Optional[int] = typer.Option(None),
+    out: Path = typer.Option(..., help="output .safetensors of the SAE steering vector"),
+):
+    """Score SAE features by TF-IDF (eq. 6) and save the top-tau decoder sum (eq. 7) as a vector."""
+    import tada
+    from tada.sae import TopKSAE
+    from tada.sae_steering import sae_vector
+
+    m = tada.load(model)
+    vec, table = sae_vector(m, TopKSAE.load(sae), site, concept, tau=tau, seeds=_seeds(seeds), steps=steps,
+                            n_pairs=pairs)
+    path = vec.save(out)
+    table.to_csv(path.with_suffix(".features.csv"), index=False)
+    console.print(f"wrote {path} (features {vec.meta['features']}) and {path.with_suffix('.features.csv')}")
+
+
+@sae_app.command("steer")
+def sae_steer(
+    vector: Path = typer.Option(..., "--vector", "-v"),
+    model: str = MODEL,
+    prompt: list[str] = typer.Option(["a jazz piece"], "--prompt", "-p"),
+    alphas: str = typer.Option("-100:100:10"),
+    seeds: int = typer.Option(1),
+    steps: Optional[int] = typer.Option(None),
+    out: Path = typer.Option(Path("runs/sae/steer")),
+):
+    """Alpha sweep with an SAE vector (added without ReNorm, eq. 8)."""
+    steer([vector], model, prompt, alphas, seeds, steps, out)
+
+
+@app.command("eval")
+def evaluate(
+    model: str = MODEL,
+    concept: list[str] = typer.Option(["tempo"], "--concept", "-c"),
+    layers: str = typer.Option(..., help="functional layers, e.g. 6,7 (from tada localize)"),
+    sae_vector: list[Path] = typer.Option([], "--sae-vector", help="SAE vectors (from tada sae features) to add as rows"),
+    scorer: list[str] = typer.Option([], "--scorer", help="alignment scorers (default: the model's)"),
+    lpaps: Optional[Path] = typer.Option(None, help="folder with SpecVQGAN's lpaps.pth and vggishish16.pt"),
+    aesthetics: bool = typer.Option(False, help="Audiobox Aesthetics CE, CU, PC, PQ (optional extra)"),
+    alphas: str = typer.Option("-100:100:10"),
+    prompts: int = typer.Option(4, help="evaluation prompts (paper: 100)"),
+    steps: Optional[int] = typer.Option(None),
+    paper: bool = typer.Option(False, help="the paper's settings: 100 prompts, 60 steps, all contrastive pairs"),
+    out: Path = typer.Option(Path("runs/eval")),
+):
+    """The steering table (Table 1): alpha sweeps per configuration and every metric of sec. 4.2."""
+    import tada
+    from tada.experiments.alpha_sweep import parse_alphas
+    from tada.experiments.steering_table import EvalSettings, steering_table
+    from tada.scoring import load_scorer
+    from tada.steering import SteeringVector
+
+    m = tada.load(model)
+    settings = EvalSettings.paper() if paper else EvalSettings(n_prompts=prompts, steps=steps)
+    settings.alphas = parse_alphas(alphas)
+    sae_vecs = {}
+    for p in sae_vector:
+        v = SteeringVector.load(p, model=m)
+        sae_vecs[v.meta.get("concept")] = v
+    lp = None
+    if lpaps is not None:
+        from tada.lpaps import LPAPS
+
+        lp = LPAPS.from_pretrained(lpaps)
+    aes = None
+    if aesthetics:
+        from tada.scoring.aesthetics import AudioboxAesthetics
+
+        aes = AudioboxAesthetics.from_pretrained()
+    scorers = {name: load_scorer(name) for name in scorer} or None
+    table = steering_table(m, concept, _ints(layers), out, scorers=scorers, settings=settings, lpaps=lp,
+                           aesthetics=aes, sae_vectors=sae_vecs)
+    console.print(table.to_string(index=False))
+    console.print(f"wrote {out}/results.csv, {out}/table.md, {out}/curves/")
+
+
 def main():
-    app()
+    """Entry point: usage errors as typer prints them, bad values as one line naming them."""
+    try:
+        app()
+    except (ValueError, IndexError, KeyError, TypeError, OSError, RuntimeError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

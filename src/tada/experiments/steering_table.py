@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from tada.audio import Audio
 from tada.caa import fit
@@ -70,7 +69,7 @@ def sweep_metrics(index: pd.DataFrame, audio: Audio, queries: Sequence[str], sco
     ref_rows = per_file.index[per_file.alpha == 0].to_numpy()
     if len(ref_rows) == 0:
         raise ValueError("the sweep has no alpha = 0 generations to measure preservation against")
-    reference = Audio(audio.waveform[torch.as_tensor(ref_rows)], audio.sample_rate)
+    reference = Audio(audio.waveform[ref_rows.tolist()], audio.sample_rate)
     key = ["prompt_index", "seed"]
     ref_order = per_file.loc[ref_rows, key].to_records(index=False).tolist()
     steered = {}

@@ -1,0 +1,102 @@
+"""Cost of tada's hooks on a full-size denoiser forward: plain vs patched vs steered.
+
+Builds the Stable Audio Open 1.0 and ACE-Step 1.5 denoiser configs with random weights, makes one
+pipeline-shaped call, and times three variants on the same inputs, interleaved (plain, patched,
+steered, plain, ...) so drifts of the machine hit all three alike:
+
+* plain: no hooks;
+* patched: PatchContext on every site for the conditional rows (localization's heaviest case);
+* steered: AddVector with ReNorm on every site (CAA on all layers, Table 1's heaviest row).
+
+Prints the median seconds per forward and the ratios to plain. Target: <= 1.02x.
+
+    python benchmarks/hooks_overhead.py --family stable-audio --reps 5 --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.full_configs import denoiser_call, full_size_denoiser  # noqa: E402
+from tada.hooks import AddVector, GuidanceLayout, PatchContext, intervene  # noqa: E402
+from tada.models.base import AudioModel, Conditioning, make_sites  # noqa: E402
+
+SITE_NAMES = {
+    "stable-audio": lambda den: [f"transformer_blocks.{i}.attn2" for i in range(len(den.transformer_blocks))],
+    "ace-step": lambda den: [f"layers.{i}.cross_attn" for i in range(len(den.layers))],
+}
+LAYOUT = {"stable-audio": ("uncond", "cond"), "ace-step": ("cond", "uncond")}
+
+
+class DenoiserOnly(AudioModel):
+    """An AudioModel around a bare denoiser: enough for the hook engine, no pipeline."""
+
+    def __init__(self, family: str, den):
+        self.name = family
+        self.guidance_layout = GuidanceLayout(LAYOUT[family])
+        super().__init__(None, den, make_sites(den, SITE_NAMES[family](den)), 44100)
+
+    def frame_slice(self, site):
+        return slice(1, None) if self.name == "stable-audio" else slice(None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--family", choices=sorted(SITE_NAMES), nargs="+", default=sorted(SITE_NAMES))
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=1, help="prompts (rows are doubled by guidance)")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    dtype = getattr(torch, args.dtype)
+    print(f"device={args.device} dtype={args.dtype} batch={args.batch} seconds={args.seconds} reps={args.reps}")
+    for family in args.family:
+        den = full_size_denoiser(family, dtype=dtype, device=args.device)
+        model = DenoiserOnly(family, den)
+        a, kw = denoiser_call(family, den, batch=args.batch, seconds=args.seconds)
+        ctx = kw["encoder_hidden_states"]
+        g = torch.Generator(ctx.device).manual_seed(1)
+        other = torch.randn(ctx.shape, generator=g, device=ctx.device, dtype=ctx.dtype)
+        source = Conditioning(["other"] * args.batch, {
+            (s.index, kind): (other[model.guidance_layout.rows(len(other), args.batch, kind)], None)
+            for s in model.sites for kind in ("cond", "uncond")})
+        vectors = {s.index: torch.nn.functional.normalize(torch.randn(s.dim, generator=torch.Generator().manual_seed(s.index)), dim=0).to(args.device, dtype)
+                   for s in model.sites}
+        variants = {
+            "plain": [],
+            "patched": [PatchContext(source, sites=range(len(model.sites)))],
+            "steered": [AddVector(vectors, alpha=40.0, renorm=True)],
+        }
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        with torch.no_grad():
+            den(*a, **kw)  # warm-up
+            for _ in range(args.reps):
+                for name, ivs in variants.items():
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    with intervene(model, args.batch, ivs):
+                        den(*a, **kw)
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
+                    times[name].append(time.perf_counter() - t0)
+        base = statistics.median(times["plain"])
+        n_params = sum(p.numel() for p in den.parameters()) / 1e6
+        print(f"\n{family} ({n_params:.0f}M parameters, {len(model.sites)} sites, rows={2 * args.batch})")
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            print(f"  {name:8s} median {med:8.4f} s/forward   ratio to plain {med / base:6.3f}x")
+        del den, model
+
+
+if __name__ == "__main__":
+    main()
