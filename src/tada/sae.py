@@ -218,11 +218,11 @@ class TopKSAE(nn.Module):
         variance = (h - h.mean(0)).pow(2).sum()
         residual = h - h_hat
         auxk_loss = h_hat.new_zeros(())
-        if dead_mask is not None and (num_dead := int(dead_mask.sum())) > 0:
-            k_aux = min(self.cfg.d_in // 2, num_dead) or 1
-            dead_pre = pre_acts.masked_fill(~dead_mask, -math.inf)
-            aux_values, aux_indices = dead_pre.topk(k_aux, dim=1, sorted=False)
-            e_hat = F.embedding_bag(aux_indices, self.W_dec, per_sample_weights=F.relu(aux_values), mode="sum")
+        if dead_mask is not None and dead_mask.any():
+            dead = dead_mask.nonzero().squeeze(1)
+            k_aux = min(max(self.cfg.d_in // 2, 1), len(dead))
+            aux_values, chosen = pre_acts[:, dead].topk(k_aux, dim=1, sorted=False)
+            e_hat = F.embedding_bag(dead[chosen], self.W_dec, per_sample_weights=F.relu(aux_values), mode="sum")
             auxk_loss = (e_hat - residual.detach()).pow(2).sum() / variance
         return ForwardOutput(h_hat, latents, indices, residual.pow(2).sum() / variance, auxk_loss)
 
