@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
+import warnings
+
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# torchsde (Stable Audio's scheduler) warns on every float rounding of its time grid
+warnings.filterwarnings("ignore", category=UserWarning, module="torchsde")
 
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
@@ -146,6 +150,22 @@ def pairs(
     ps.to_csv(out)
     console.print(ps.report)
     console.print(f"wrote {len(ps.pairs)} pairs to {out}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("tada-demo"), help="report folder (resumes if it exists)"),
+    model: str = MODEL,
+    concept: list[str] = typer.Option(["tempo", "vocal_gender"], "--concept", "-c"),
+    pairs: int = typer.Option(3, help="counterfactual pairs per concept for localization"),
+    steps: Optional[int] = typer.Option(None),
+):
+    """The whole method on the embedded toy model: localize, fit CAA vectors, steer, report (HTML)."""
+    import tada
+    from tada.experiments.demo import run_demo
+
+    page = run_demo(out, model=tada.load(model), concepts=concept, n_pairs=pairs, steps=steps)
+    console.print(f"open {page}")
 
 
 sae_app = typer.Typer(no_args_is_help=True, help="TopK sparse autoencoders on one site (eq. 4-8).")
