@@ -147,10 +147,10 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
                 continue
             flat = [(u, label, sites) for u in block for label, sites in rows_def]
             unit_rows: dict[tuple[int, int], list[dict]] = {u: [] for u in block}
+            targets = sorted({pairs[u[0]][0] for u in block})
+            enc = model.encode(targets, guidance=guidance)  # once per block, whatever its number of batches
             for start in range(0, len(flat), max_batch):
                 chunk = flat[start:start + max_batch]
-                targets = sorted({pairs[u[0]][0] for u, _, _ in chunk})
-                enc = model.encode(targets, guidance=guidance)
                 source = enc.select([targets.index(pairs[u[0]][0]) for u, _, _ in chunk])
                 patch = PatchContext(source, sites=[sites for _, _, sites in chunk])
                 audio = model.generate([pairs[u[0]][1] for u, _, _ in chunk], [u[1] for u, _, _ in chunk],
