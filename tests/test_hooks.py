@@ -183,3 +183,27 @@ def test_compiled_denoiser_is_refused(model):
 def test_unknown_model_lists_known_ones():
     with pytest.raises(ValueError, match="toy"):
         tada.load("no-such-model")
+
+
+def test_timestep_window_reads_the_denoiser_timestep(model, plain):
+    cap = Capture(sites=[0])
+    gen(model, interventions=[cap])
+    ts = [t for t in cap.timesteps if t is not None]
+    assert len(ts) >= 2 and ts == cap.timesteps
+    vec = {0: torch.randn(model.sites[0].dim)}
+    lo, hi = sorted(ts)[0], sorted(ts)[-1]
+    outside = (hi + abs(hi) + 1.0, hi + abs(hi) + 2.0)
+    assert torch.equal(gen(model, interventions=[AddVector(vec, alpha=5.0, window=outside)]), plain)
+    assert not torch.equal(gen(model, interventions=[AddVector(vec, alpha=5.0, window=(lo, hi))]), plain)
+    with pytest.raises(ValueError, match="window"):
+        AddVector(vec, alpha=1.0, window=(2.0, 1.0))
+
+
+def test_capture_streams_to_a_sink_instead_of_keeping(model):
+    got = []
+    cap = Capture(sites=[0, 1], sink=lambda site, step, t, rec: got.append((site, step, rec.shape)))
+    gen(model, interventions=[cap])
+    assert cap.result == {}
+    steps = {step for _, step, _ in got}
+    assert {site for site, _, _ in got} == {0, 1} and len(got) == 2 * len(steps)
+    assert all(shape == (2, model.sites[0].dim) for site, _, shape in got if site == 0)
