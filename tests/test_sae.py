@@ -4,6 +4,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from tada.activation_store import ActivationReader, ActivationWriter
@@ -143,6 +144,34 @@ def test_mean_activations_reads_a_store(tmp_path):
         w.add(H)
     torch.testing.assert_close(mean_activations(_hand_sae(), ActivationReader(tmp_path)),
                                torch.tensor([0.0, 2.0, 4.0, 1.0]) / 3, atol=1e-6, rtol=0)
+
+
+# At most 2 kept + 2 AuxK of 32 latents get gradient (12.5%): sparse backward; 28 + 2 of 32: dense.
+@pytest.mark.parametrize("kept", [2, 28])
+def test_encoder_gradients_equal_plain_autograd(kept):
+    g = torch.Generator().manual_seed(0)
+    sae = TopKSAE(SaeConfig(d_in=4, expansion_factor=8, k=kept), g)
+    with torch.no_grad():
+        sae.b_dec.copy_(torch.randn(4, generator=g))
+        sae.encoder.bias.copy_(torch.randn(32, generator=g))
+    h = torch.randn(16, 4, generator=g)
+    dead = torch.tensor([True, False] * 16)
+    out = sae(h, dead_mask=dead)
+    (out.fvu + out.auxk_loss).backward()
+    ours = {name: p.grad.clone() for name, p in sae.named_parameters()}
+
+    params = {name: p.detach().clone().requires_grad_() for name, p in sae.named_parameters()}
+    pre = F.linear(h - params["b_dec"], params["encoder.weight"], params["encoder.bias"])
+    values, indices = pre.topk(kept, dim=1)
+    h_hat = F.relu(values).unsqueeze(2).mul(params["W_dec"][indices]).sum(1) + params["b_dec"]
+    variance = (h - h.mean(0)).pow(2).sum()
+    dead_ids = dead.nonzero().squeeze(1)
+    aux_values, aux = pre[:, dead_ids].topk(2, dim=1)  # k_aux = min(d_in // 2, 16 dead) = 2
+    e_hat = F.relu(aux_values).unsqueeze(2).mul(params["W_dec"][dead_ids[aux]]).sum(1)
+    loss = (h - h_hat).pow(2).sum() / variance + (e_hat - (h - h_hat).detach()).pow(2).sum() / variance
+    loss.backward()
+    for name, p in params.items():
+        torch.testing.assert_close(ours[name], p.grad, msg=name)
 
 
 def test_decoder_grad_projection_and_renormalization():
