@@ -131,9 +131,6 @@ class Engine:
     def rows(self, n_rows: int, which: str, samples: Sequence[int] | None = None) -> list[int]:
         return self.model.guidance_layout.rows(n_rows, self.batch, which, samples)
 
-    def sample_of_row(self, n_rows: int, row: int) -> int:
-        return row % self.batch
-
     def _on_denoiser(self, module, args, kwargs):
         self.timestep = self.model.timestep_of(args, kwargs)
         self.step += 1
