@@ -28,6 +28,8 @@ CHUNK = 500
 #: GL_EVERY-th training chunk and every test chunk: they cost more than the synthesis.
 GL_EVERY = 4
 TEST_SEED_OFFSET = 1_000_000
+#: extra clips only the scorer trains on (it needs more examples than the model to tell piano from guitar)
+EXTRA_SEED_OFFSET = 500_000
 
 
 def _progress() -> Progress:
@@ -52,16 +54,18 @@ def _render_chunk(seeds: list[int], mel: MelSpec, with_gl: bool) -> dict:
     return out
 
 
-def build_data(out: Path, n_train: int, n_test: int) -> None:
-    """Render clips into out/data/{train,test}_NNNN.pt chunks (skipping chunks already there)."""
+def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0) -> None:
+    """Render clips into out/data/{train,extra,test}_NNNNNNN.pt chunks (skipping chunks already there)."""
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     mel = MelSpec()
     jobs = [("train", s, min(s + CHUNK, n_train), (s // CHUNK) % GL_EVERY == 0) for s in range(0, n_train, CHUNK)]
     jobs += [("test", TEST_SEED_OFFSET + s, TEST_SEED_OFFSET + min(s + CHUNK, n_test), True)
              for s in range(0, n_test, CHUNK)]
+    jobs += [("extra", EXTRA_SEED_OFFSET + s, EXTRA_SEED_OFFSET + min(s + CHUNK, n_extra), (s // CHUNK) % GL_EVERY == 0)
+             for s in range(0, n_extra, CHUNK)]
     with _progress() as progress:
-        task = progress.add_task("rendering clips", total=n_train + n_test, info="")
+        task = progress.add_task("rendering clips", total=n_train + n_test + n_extra, info="")
         for split, start, stop, with_gl in jobs:
             path = folder / f"{split}_{start:07d}.pt"
             if not path.exists():
@@ -74,10 +78,10 @@ def build_data(out: Path, n_train: int, n_test: int) -> None:
         stats.write_text(json.dumps({"mean": log_mel.mean((0, 2)).tolist(), "std": log_mel.std((0, 2)).tolist()}))
 
 
-def load_split(out: Path, split: str) -> dict:
-    files = sorted((out / "data").glob(f"{split}_*.pt"))
+def load_split(out: Path, *splits: str) -> dict:
+    files = [f for split in splits for f in sorted((out / "data").glob(f"{split}_*.pt"))]
     if not files:
-        raise FileNotFoundError(f"no {split} chunks under {out / 'data'}; run the 'data' stage first")
+        raise FileNotFoundError(f"no {'/'.join(splits)} chunks under {out / 'data'}; run the 'data' stage first")
     parts = [torch.load(f, weights_only=False) for f in files]
     merged = {k: torch.cat([p[k] for p in parts]) for k in ("log_mel", "targets")}
     with_gl = [p for p in parts if "log_mel_gl" in p]
@@ -121,7 +125,7 @@ def train_scorer(out: Path, steps: int, seed: int, batch: int = 64) -> ToyScorer
     folder = out / "scorer"
     folder.mkdir(parents=True, exist_ok=True)
     mel = data_mel(out)
-    data = load_split(out, "train")
+    data = load_split(out, "train", "extra")
     views = torch.cat([data["log_mel"], data["log_mel_gl"]]).float()
     x_all = mel.normalize(views)
     y_all = torch.cat([data["targets"], data["targets_gl"]])
@@ -315,14 +319,14 @@ def _setup(threads: int) -> None:
 
 
 @app.command()
-def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, threads: int = 1):
-    """Render the synthetic training and held-out clips."""
+def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, n_extra: int = 2000, threads: int = 1):
+    """Render the synthetic training, held-out and scorer-only clips."""
     _setup(threads)
-    build_data(out, n_train, n_test)
+    build_data(out, n_train, n_test, n_extra)
 
 
 @app.command()
-def scorer(out: Path = OutOpt, steps: int = 800, seed: int = SeedOpt, threads: int = 1,
+def scorer(out: Path = OutOpt, steps: int = 8000, seed: int = SeedOpt, threads: int = 1,
            ship: Path | None = typer.Option(None, help="also save the scorer here (e.g. src/tada/toy/weights)")):
     """Train the attribute scorer on the rendered clips and print its held-out accuracy."""
     _setup(threads)
@@ -355,11 +359,11 @@ def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer f
 
 
 @app.command(name="all")
-def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 6000, scorer_steps: int = 800,
+def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 6000, scorer_steps: int = 8000,
                threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into")):
     """data, then scorer, then model."""
     _setup(threads)
-    build_data(out, 3500, 500)
+    build_data(out, 3500, 500, 2000)
     trained = train_scorer(out, scorer_steps, seed)
     if ship is not None:
         trained.save_pretrained(ship)
