@@ -25,9 +25,11 @@ def store(model, tmp_path_factory):
 def test_collect_writes_every_frame_of_every_step(model, store):
     cap = Capture(sites=[2], reduce=None, per_step=True)
     model.generate(["fast piano"], [0], steps=3, interventions=[cap])
-    frames = cap.result[2][0].shape[1] - 1  # minus the global token
-    assert len(store) == 3 * 2 * 3 * frames and store.d == model.sites[2].dim
-    first = torch.stack(cap.result[2], 1)[0, :, 1:].reshape(-1, store.d)
+    frames = model.frame_slice(model.sites[2])  # after the global token, up to the requested duration
+    n_frames = len(range(cap.result[2][0].shape[1])[frames])
+    assert 0 < n_frames < cap.result[2][0].shape[1]
+    assert len(store) == 3 * 2 * 3 * n_frames and store.d == model.sites[2].dim
+    first = torch.stack(cap.result[2], 1)[0, :, frames].reshape(-1, store.d)
     torch.testing.assert_close(store.load_all()[: len(first)], first.half().float())
 
 
@@ -43,7 +45,7 @@ def test_mean_features_and_sae_vector_follow_eq_6_and_7(model, store):
     mu = mean_features(model, sae, 2, ["fast piano"], seeds=[0], steps=3)
     cap = Capture(sites=[2], reduce=None, per_step=True)
     model.generate(["fast piano"], [0], steps=3, interventions=[cap])
-    rows = torch.stack(cap.result[2], 1)[0, :, 1:].reshape(-1, store.d)
+    rows = torch.stack(cap.result[2], 1)[0, :, model.frame_slice(model.sites[2])].reshape(-1, store.d)
     dense = torch.zeros(rows.shape[0], sae.cfg.num_latents)
     latents, indices, _ = sae.encode(rows)
     dense.scatter_(1, indices, latents)
