@@ -6,7 +6,7 @@ import torch
 import tada
 from tada.hooks import AddVector, Capture, PatchContext, renorm
 
-FAMILIES = ["tiny-stable-audio", "tiny-audioldm2", "tiny-ace-step"]
+FAMILIES = ["tiny-stable-audio", "tiny-audioldm2", "tiny-ace-step", "toy"]
 P = ["fast piano with drums", "slow sad jazz"]
 Q = ["slow sad jazz", "fast piano with drums"]  # same token lengths as P: see the padding test
 SEEDS = [1, 2]
@@ -107,7 +107,8 @@ def test_steering_cond_rows_leaves_uncond_output_unchanged_at_first_step(model):
     outs = []
 
     def grab(module, args, kwargs, output):
-        outs.append((output[0] if isinstance(output, tuple) else output).detach().clone())
+        out = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
+        outs.append(out.detach().clone())
 
     results = []
     for alpha in (0.0, 5.0):

@@ -156,7 +156,7 @@ def pairs(
 def demo(
     out: Path = typer.Option(Path("tada-demo"), help="report folder (resumes if it exists)"),
     model: str = MODEL,
-    concept: list[str] = typer.Option(["tempo", "vocal_gender"], "--concept", "-c"),
+    concept: list[str] = typer.Option(["tempo", "mood"], "--concept", "-c"),
     pairs: int = typer.Option(3, help="counterfactual pairs per concept for localization"),
     steps: Optional[int] = typer.Option(None),
 ):

@@ -30,7 +30,7 @@ def typical_frame_norm(model, sites: Sequence[int], prompts: Sequence[str], step
     return float(torch.cat(norms).median())
 
 
-def run_demo(out: str | Path = "tada-demo", model=None, concepts: Sequence[str] = ("tempo", "vocal_gender"),
+def run_demo(out: str | Path = "tada-demo", model=None, concepts: Sequence[str] = ("tempo", "mood"),
              n_pairs: int = 3, seeds: int = 1, caa_pairs: int = 8, prompts: Sequence[str] = DEMO_PROMPTS,
              alpha_units: Sequence[float] = (-2, -1, 0, 1, 2), steps: int | None = None, top: int = 2,
              n_boot: int = 200) -> Path:
