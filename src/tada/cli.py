@@ -158,13 +158,15 @@ def demo(
     model: str = MODEL,
     concept: list[str] = typer.Option(["tempo", "mood"], "--concept", "-c"),
     pairs: int = typer.Option(3, help="counterfactual pairs per concept for localization"),
+    prompt: list[str] = typer.Option([], "--prompt", "-p", help="prompts to steer (three defaults if omitted)"),
     steps: Optional[int] = typer.Option(None),
 ):
     """The whole method on the embedded toy model: localize, fit CAA vectors, steer, report (HTML)."""
     import tada
-    from tada.experiments.demo import run_demo
+    from tada.experiments.demo import DEMO_PROMPTS, run_demo
 
-    page = run_demo(out, model=tada.load(model), concepts=concept, n_pairs=pairs, steps=steps)
+    page = run_demo(out, model=tada.load(model), concepts=concept, n_pairs=pairs, steps=steps,
+                    prompts=prompt or DEMO_PROMPTS)
     console.print(f"open {page}")
 
 
