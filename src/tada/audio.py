@@ -44,6 +44,17 @@ class Audio:
         """(B, N) channel average."""
         return self.waveform.mean(dim=1)
 
+    def mono_at(self, sample_rate: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, N') channel average resampled to `sample_rate` with soxr (high quality), on the CPU."""
+        mono = self.mono().detach().cpu().double()
+        if int(sample_rate) != self.sample_rate:
+            import numpy as np
+            import soxr
+
+            out = soxr.resample(mono.numpy().T, self.sample_rate, int(sample_rate), quality="HQ")
+            mono = torch.from_numpy(np.ascontiguousarray(out.T)).reshape(len(self), -1)
+        return mono.to(dtype)
+
     @staticmethod
     def cat(parts: list["Audio"]) -> "Audio":
         if not parts:

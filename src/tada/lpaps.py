@@ -29,8 +29,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-import soxr
 import torch
 from torch import nn
 
@@ -231,11 +229,7 @@ class LPAPS(nn.Module):
 
 
 def _mono_22k(audio: Audio) -> torch.Tensor:
-    mono = audio.mono().detach().cpu().float()
-    if audio.sample_rate == SAMPLE_RATE:
-        return mono
-    out = soxr.resample(mono.numpy().T.astype(np.float32), audio.sample_rate, SAMPLE_RATE, quality="HQ")
-    return torch.from_numpy(np.ascontiguousarray(out.T)).reshape(mono.shape[0], -1)
+    return audio.mono_at(SAMPLE_RATE)
 
 
 def _load_state(path: Path) -> dict:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import numpy as np
-import soxr
 import torch
 
 from tada.audio import Audio
@@ -128,10 +126,7 @@ class AudioboxAesthetics:
         """Per-row CE, CU, PC, PQ: window scores mapped back to the rating scale, averaged with window weights."""
         if not isinstance(audio, Audio):
             raise TypeError(f"audio must be an Audio; got {type(audio).__name__}")
-        mono = audio.mono().detach().cpu().float().numpy()
-        if audio.sample_rate != SAMPLE_RATE:
-            mono = soxr.resample(mono.T, audio.sample_rate, SAMPLE_RATE, quality="HQ").T
-        wavs = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)).reshape(len(audio), -1)
+        wavs = audio.mono_at(SAMPLE_RATE)
         windows, masks, weights, owners = inference_windows(wavs)
         raw = {axis: [] for axis in AXES}
         for i in range(0, len(windows), self.batch_size):

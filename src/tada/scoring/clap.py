@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soxr
 import torch
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 
@@ -164,10 +163,7 @@ class ClapScorer:
         """Mono 48 kHz windows of every row and, for each window, the row it belongs to."""
         if not isinstance(audio, Audio):
             raise TypeError(f"audio must be an Audio; got {type(audio).__name__}")
-        mono = audio.mono().detach().cpu().double().numpy()
-        if audio.sample_rate != self.sample_rate:
-            mono = soxr.resample(mono.T, audio.sample_rate, self.sample_rate, quality="HQ").T
-        mono = np.ascontiguousarray(mono, dtype=np.float64).reshape(len(audio), -1)
+        mono = audio.mono_at(self.sample_rate, torch.float64).numpy()
         pieces, owners = [], []
         for row, wav in enumerate(mono):
             for start in window_starts(wav.shape[0], self.window):

@@ -14,8 +14,6 @@ Audio is mixed to mono and resampled to 24 kHz with soxr; muq itself cuts it int
 
 from __future__ import annotations
 
-import numpy as np
-import soxr
 import torch
 
 from tada.audio import Audio
@@ -71,10 +69,7 @@ class MuQScorer:
         """(B, E) unit-norm float32 audio embeddings of mono 24 kHz audio."""
         if not isinstance(audio, Audio):
             raise TypeError(f"audio must be an Audio; got {type(audio).__name__}")
-        mono = audio.mono().detach().cpu().float().numpy()
-        if audio.sample_rate != SAMPLE_RATE:
-            mono = soxr.resample(mono.T, audio.sample_rate, SAMPLE_RATE, quality="HQ").T
-        wavs = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)).reshape(len(audio), -1)
+        wavs = audio.mono_at(SAMPLE_RATE)
         emb = self.mulan(wavs=wavs.to(self.device))
         return torch.nn.functional.normalize(emb.float().cpu(), dim=-1)
 

@@ -19,7 +19,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -122,11 +121,7 @@ class ToyScorer:
         """Normalized log-mel (B, n_mels, frames) of mono, peak-normalized (0.9), 16 kHz, cropped/padded audio."""
         if not isinstance(audio, Audio):
             raise TypeError(f"ToyScorer needs an tada.audio.Audio; got {type(audio).__name__}")
-        wave = audio.mono().float()
-        if audio.sample_rate != SAMPLE_RATE:
-            import soxr
-
-            wave = torch.from_numpy(np.stack([soxr.resample(w.numpy(), audio.sample_rate, SAMPLE_RATE) for w in wave]))
+        wave = audio.mono_at(SAMPLE_RATE)
         wave = wave[:, :NUM_SAMPLES]
         if wave.shape[1] < NUM_SAMPLES:
             wave = torch.nn.functional.pad(wave, (0, NUM_SAMPLES - wave.shape[1]))

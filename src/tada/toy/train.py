@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tada.toy.model import TEXT_DIM, MelSpec, ToyPipeline
 from tada.toy.scorer import ATOMS, GROUPS, AttributeNet, ToyScorer, atom_probabilities, attribute_targets, text_atoms
-from tada.toy.synth import INSTRUMENTS, Attributes, caption, make_example, sample_attributes
+from tada.toy.synth import INSTRUMENTS, caption, make_example, sample_attributes
 
 app = typer.Typer(add_completion=False, help=__doc__)
 CHUNK = 500
