@@ -336,7 +336,7 @@ def scorer(out: Path = OutOpt, steps: int = 8000, seed: int = SeedOpt, threads: 
 
 
 @app.command()
-def model(out: Path = OutOpt, steps: int = 3500, seed: int = SeedOpt, batch: int = 32, eval_every: int = 500,
+def model(out: Path = OutOpt, steps: int = 5500, seed: int = SeedOpt, batch: int = 32, eval_every: int = 500,
           threads: int = 1, ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation")):
     """Train the DiT (rectified flow, 10% caption dropout), printing loss and prompt adherence."""
     _setup(threads)
@@ -359,7 +359,7 @@ def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer f
 
 
 @app.command(name="all")
-def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 3500, scorer_steps: int = 8000,
+def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 5500, scorer_steps: int = 8000,
                threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into")):
     """data, then scorer, then model."""
     _setup(threads)
