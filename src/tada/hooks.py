@@ -199,29 +199,38 @@ class PatchContext(Intervention):
 
     def _make_hook(self, engine: Engine, site: Site, samples: list[int]):
         src = self.source
+        mask_key = engine.model.mask_kwarg
+        plans: dict[tuple, list] = {}  # per (rows, tokens, mask convention): what to write, built once
+
+        def plan(n: int, length: int, mask):
+            key = (n, length, None if mask is None else (mask.dtype, tuple(mask.shape[1:])))
+            if key not in plans:
+                steps = []
+                for kind in ("cond", "uncond"):
+                    if self.which not in ("all", kind):
+                        continue
+                    rows = engine.rows(n, kind, samples)
+                    s_ctx, s_mask = src.context(site.index, kind, [r % engine.batch for r in rows]) if rows else (None, None)
+                    if s_ctx is None:
+                        continue
+                    s_ctx, s_mask = _fit_source(site, s_ctx, s_mask, mask, length)
+                    steps.append((torch.tensor(rows), s_ctx, s_mask))
+                plans[key] = steps
+            return plans[key]
 
         def hook(module, args, kwargs):
             ctx = kwargs.get("encoder_hidden_states")
             if ctx is None:
                 raise RuntimeError(f"site {site.name} was called without encoder_hidden_states as a keyword")
-            n = ctx.shape[0]
-            mask_key = engine.model.mask_kwarg
             mask = kwargs.get(mask_key) if mask_key else None
+            steps = plan(ctx.shape[0], ctx.shape[1], mask)
+            if not steps:
+                return None
             new_ctx, new_mask = ctx.clone(), None if mask is None else mask.clone()
-            for kind in ("cond", "uncond"):
-                if self.which not in ("all", kind):
-                    continue
-                rows = engine.rows(n, kind, samples)
-                if not rows:
-                    continue
-                sample_rows = [r % engine.batch for r in rows]
-                s_ctx, s_mask = src.context(site.index, kind, sample_rows)
-                if s_ctx is None:
-                    continue
-                s_ctx, s_mask = _fit_source(site, s_ctx, s_mask, new_mask, new_ctx.shape[1])
-                new_ctx[rows] = s_ctx.to(new_ctx.dtype)
+            for rows, s_ctx, s_mask in steps:
+                new_ctx[rows.to(ctx.device)] = s_ctx.to(ctx.device, ctx.dtype)
                 if new_mask is not None:
-                    new_mask[rows] = s_mask.to(new_mask.device)
+                    new_mask[rows.to(ctx.device)] = s_mask.to(new_mask.device, new_mask.dtype)
             kwargs = dict(kwargs)
             kwargs["encoder_hidden_states"] = new_ctx
             if new_mask is not None:
