@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from tada.hooks import Capture
-from tada.models.base import AudioModel, check_seeds
+from tada.models.base import AudioModel, seed_list
 from tada.progress import progress_bar
 from tada.steering import SteeringVector
 
@@ -80,12 +80,10 @@ def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: 
         if not 0 <= s < len(model.sites):
             raise IndexError(f"site index {s} is out of range 0..{len(model.sites) - 1} for {model.name}")
     concept, pairs = resolve_pairs(concept_or_pairs, n_pairs)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else check_seeds(list(seeds), len(list(seeds)))
-    if not seed_list:
-        raise ValueError("seeds must be a positive count or a non-empty list")
-    pos = [p for p, _ in pairs for _ in seed_list]
-    neg = [n for _, n in pairs for _ in seed_list]
-    prompt_seeds = seed_list * len(pairs)
+    seeds = seed_list(seeds)
+    pos = [p for p, _ in pairs for _ in seeds]
+    neg = [n for _, n in pairs for _ in seeds]
+    prompt_seeds = seeds * len(pairs)
     # pos and neg of one unit go in one batch, side by side, so both see the same batch composition
     prompts, seeds_all = [], []
     half = max(1, batch_size // 2)
@@ -103,5 +101,5 @@ def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: 
             h_neg.append(block[k:])
         vectors[s] = caa_direction(torch.cat(h_pos), torch.cat(h_neg))
     meta = {"model": model.name, "method": "caa", "concept": concept, "pairs": [list(p) for p in pairs],
-            "seeds": seed_list, "steps": steps or model.default_steps, "per_step": per_step}
+            "seeds": seeds, "steps": steps or model.default_steps, "per_step": per_step}
     return SteeringVector(vectors, {s: model.sites[s].name for s in sites}, renorm=True, meta=meta)

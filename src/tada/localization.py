@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tada.hooks import PatchContext
-from tada.models.base import AudioModel, check_prompts
+from tada.models.base import AudioModel, check_prompts, seed_list
 from tada.progress import progress_bar
 
 SOURCE, TARGET = -2, -1  # `layer` column values of the unpatched rows: all sites get P_c~ / all get P_c
@@ -211,15 +211,13 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
     if not concepts:
         raise ValueError("choose at least one concept to localize")
     catalogue = catalogue or load_catalogue()
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seed_list:
-        raise ValueError("seeds must be a positive count or a non-empty list")
+    seeds = seed_list(seeds)
     scorer = scorer or default_scorer(model)
     caption_list = load_captions(captions)  # {id: caption}
     out = Path(out) if out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        manifest = {"model": model.name, "concepts": concepts, "n_pairs": n_pairs, "seeds": seed_list,
+        manifest = {"model": model.name, "concepts": concepts, "n_pairs": n_pairs, "seeds": seeds,
                     "steps": steps or model.default_steps, "guidance": guidance if guidance is not None else model.default_guidance,
                     "layers": list(layers) if layers is not None else list(range(len(model.sites))),
                     "scorer": getattr(scorer, "name", type(scorer).__name__), "catalogue_version": catalogue.version,
@@ -231,7 +229,7 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
         pairs = build_pairs(c, caption_list, n=n_pairs).pairs
         pair_list = [(p.positive, p.negative) for p in pairs]
         pair_rows += [{"concept": name, "pair": i, "target": t, "source": s} for i, (t, s) in enumerate(pair_list)]
-        frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seed_list, steps, guidance,
+        frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seeds, steps, guidance,
                                 layers, max_batch, out / "scores.csv" if out else None))
     result = impact_table(pd.concat(frames, ignore_index=True), n_boot=n_boot)
     if out is not None:

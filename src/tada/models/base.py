@@ -52,6 +52,18 @@ def check_seeds(seeds: int | Sequence[int], n: int) -> list[int]:
     return seeds
 
 
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` given as a count (``3`` -> ``[0, 1, 2]``) or as the seeds themselves."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"a seed count must be >= 1; got {seeds}")
+        return list(range(seeds))
+    out = list(seeds)
+    if not out:
+        raise ValueError("the seed list is empty")
+    return check_seeds(out, len(out))
+
+
 @dataclass
 class Conditioning:
     """The context every site attends to, for a batch of prompts, as the pipeline builds it.
