@@ -83,7 +83,12 @@ def load(name: str = "toy", **kw) -> AudioModel:
         import diffusers
 
         cls_name, repo = CHECKPOINTS.get(name, (None, name))
-        cls = getattr(diffusers, cls_name) if cls_name else diffusers.DiffusionPipeline
+        if cls_name is None:
+            try:
+                cls_name = diffusers.DiffusionPipeline.load_config(repo).get("_class_name")
+            except (OSError, ValueError) as err:
+                raise OSError(f"could not read the pipeline config of {repo!r}: {err}") from err
+        cls = getattr(diffusers, cls_name, None) or diffusers.DiffusionPipeline
         if cls_name == "AudioLDM2Pipeline" and "language_model" not in kw:
             # the checkpoints declare GPT2Model, which lost the generation helper the pipeline calls in
             # transformers 5; the LM-head class has it and loads the same weights
