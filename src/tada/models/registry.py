@@ -115,20 +115,20 @@ def load(name: str = "toy", **kw) -> AudioModel:
     return model
 
 
-def wrap(pipe, name: str | None = None) -> AudioModel:
+def wrap(pipe, name: str | None = None, **generic) -> AudioModel:
     """Adapt a pipeline object you already hold.
 
-    Supported: StableAudioPipeline, AudioLDM2Pipeline, AceStepPipeline and tada's ToyPipeline (their
-    subclasses too). Another family needs an :class:`~tada.models.base.AudioModel` subclass that names
-    its denoiser, its cross-attention modules in execution order (the modules called with
-    ``encoder_hidden_states=`` as a keyword), its guidance layout, its frame positions and how to call
-    the pipeline with one generator per prompt; see ``tada/models/stable_audio.py`` for a 30-line example.
+    StableAudioPipeline, AudioLDM2Pipeline, AceStepPipeline and tada's ToyPipeline (and their
+    subclasses) get their dedicated adapters. Any other diffusers-style pipeline is wrapped by
+    :class:`~tada.models.generic.GenericModel`, which finds the cross-attention sites with a probe
+    generation; ``generic`` keyword arguments (guidance_order, frames, duration_kwarg, sample_rate,
+    default_steps, default_guidance, default_duration) tell it what the probe cannot see. A family
+    needing more subclasses :class:`~tada.models.base.AudioModel` (see its docstring).
     """
     for cls in type(pipe).__mro__:
         fam = FAMILIES.get(cls.__name__)
         if fam is not None:
             return _import(fam.adapter)(pipe, name=name)
-    raise TypeError(
-        f"tada cannot wrap a {type(pipe).__name__}: supported pipelines are {', '.join(FAMILIES)}. For another "
-        "family, subclass tada.models.base.AudioModel (see its docstring for the five things it must provide)."
-    )
+    from tada.models.generic import GenericModel
+
+    return GenericModel(pipe, name=name, **generic)
