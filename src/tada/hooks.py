@@ -414,13 +414,21 @@ class AddVector(Intervention):
 
     def _make_hook(self, engine: Engine, site: Site, vec: torch.Tensor, alphas: torch.Tensor, samples: list[int]):
         frames = engine.model.frame_slice(site)
+        plans: dict[tuple, tuple] = {}  # per (rows, dtype, device): row index and per-row alphas, built once
+
+        def plan(h: torch.Tensor):
+            key = (h.shape[0], h.dtype, h.device)
+            if key not in plans:
+                rows = engine.rows(h.shape[0], self.which, samples)
+                a = alphas[[r % engine.batch for r in rows]].to(h.device, h.dtype).view(-1, 1, 1)
+                plans[key] = (_contiguous(rows), a)
+            return plans[key]
 
         def hook(module, args, output):
             if not _in_window(engine, self.window):
                 return None
             is_tuple = isinstance(output, tuple)
             h = output[0] if is_tuple else output
-            rows = engine.rows(h.shape[0], self.which, samples)
             v = vec
             if vec.ndim == 2:
                 if engine.step >= len(vec):
@@ -429,16 +437,24 @@ class AddVector(Intervention):
                         f"this generation reached step {engine.step + 1}: generate with {len(vec)} steps"
                     )
                 v = vec[engine.step]
-            a = alphas[[r % engine.batch for r in rows]].to(h.dtype).to(h.device).view(-1, 1, 1)
-            old = h[rows, frames]
-            new = old + a * v.to(h.dtype).to(h.device)
+            rows, a = plan(h)
+            # the site's output is a fresh tensor: edit it in place unless autograd may need it
+            out = h.clone() if torch.is_grad_enabled() else h
+            old = out[rows, frames]
+            new = old + a * v.to(h.device, h.dtype)
             if self.renorm:
                 new = renorm(new, old)
-            out = h.clone()
             out[rows, frames] = new
             return (out, *output[1:]) if is_tuple else out
 
         return hook
+
+
+def _contiguous(rows: list[int]) -> slice | list[int]:
+    """A slice for a run of consecutive rows (indexing then gives views, not copies), else the list."""
+    if rows and rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return rows
 
 
 def check_hookable(model: "AudioModel") -> None:
