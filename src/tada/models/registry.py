@@ -8,22 +8,16 @@ shape checks); ``toy`` is the small model trained on a synthetic music world tha
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tada.models.base import AudioModel
 
 
-@dataclass(frozen=True)
-class Family:
-    adapter: str  # "module:Class" of the AudioModel subclass
-    pipeline: str  # diffusers pipeline class name it adapts
-
-
+# diffusers pipeline class name -> "module:Class" of the AudioModel subclass that adapts it
 FAMILIES = {
-    "StableAudioPipeline": Family("tada.models.stable_audio:StableAudioModel", "StableAudioPipeline"),
-    "AudioLDM2Pipeline": Family("tada.models.audioldm2:AudioLDM2Model", "AudioLDM2Pipeline"),
-    "AceStepPipeline": Family("tada.models.ace_step:AceStepModel", "AceStepPipeline"),
-    "ToyPipeline": Family("tada.models.toy:ToyModel", "ToyPipeline"),
+    "StableAudioPipeline": "tada.models.stable_audio:StableAudioModel",
+    "AudioLDM2Pipeline": "tada.models.audioldm2:AudioLDM2Model",
+    "AceStepPipeline": "tada.models.ace_step:AceStepModel",
+    "ToyPipeline": "tada.models.toy:ToyModel",
 }
 
 # alias -> (diffusers pipeline class, default hub id)
@@ -126,9 +120,9 @@ def wrap(pipe, name: str | None = None, **generic) -> AudioModel:
     needing more subclasses :class:`~tada.models.base.AudioModel` (see its docstring).
     """
     for cls in type(pipe).__mro__:
-        fam = FAMILIES.get(cls.__name__)
-        if fam is not None:
-            return _import(fam.adapter)(pipe, name=name)
+        adapter = FAMILIES.get(cls.__name__)
+        if adapter is not None:
+            return _import(adapter)(pipe, name=name)
     from tada.models.generic import GenericModel
 
     return GenericModel(pipe, name=name, **generic)
