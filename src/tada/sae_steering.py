@@ -14,7 +14,7 @@ from tada.activation_store import ActivationReader, ActivationWriter
 from tada.hooks import Capture
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
-from tada.sae import TopKSAE, sae_direction, select_features, tfidf_scores
+from tada.sae import TopKSAE, mean_activations, sae_direction, select_features, tfidf_scores
 from tada.steering import SteeringVector
 
 
@@ -68,8 +68,7 @@ def mean_features(model: AudioModel, sae: TopKSAE, site: int, prompts: Sequence[
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         rows = _site_rows(model, site, [p for p, _ in chunk], [s for _, s in chunk], steps).reshape(-1, sae.cfg.d_in)
-        latents, indices, _ = sae.encode(rows)
-        sums.index_add_(0, indices.flatten(), latents.flatten().double())
+        sums += mean_activations(sae, rows).double() * rows.shape[0]
         count += rows.shape[0]
     return (sums / count).float()
 
