@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -101,3 +102,23 @@ class Audio:
         if len(lengths) != 1:
             raise ValueError(f"files have different lengths {sorted(lengths)}; trim or pad them first")
         return Audio(torch.stack(waves), rates.pop())
+
+
+def htk_mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float, f_max: float) -> np.ndarray:
+    """(n_mels, n_fft//2+1) triangular filters equally spaced on the HTK mel scale, peak 1, no area
+    normalisation (torchaudio's `melscale_fbanks(norm=None, mel_scale="htk")`)."""
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min < f_max <= {sample_rate / 2}; got f_min={f_min}, f_max={f_max}")
+
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (center - lower)
+    falling = (upper - freqs[None, :]) / (upper - center)
+    return np.clip(np.minimum(rising, falling), 0.0, None)

@@ -19,31 +19,13 @@ from diffusers import StableAudioDiTModel
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from safetensors.torch import load_file, save_file
 
+from tada.audio import htk_mel_filterbank
 from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 PIPELINE_CONFIG = "pipeline_config.json"
 PIPELINE_WEIGHTS = "transformer.safetensors"
 TEXT_DIM = 384
-
-
-def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float, f_max: float) -> np.ndarray:
-    """(n_mels, n_fft//2+1) triangular filters equally spaced on the HTK mel scale, peak 1."""
-    if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ValueError(f"need 0 <= f_min < f_max <= {sample_rate / 2}; got f_min={f_min}, f_max={f_max}")
-
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
-    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (freqs[None, :] - lower) / (center - lower)
-    falling = (upper - freqs[None, :]) / (upper - center)
-    return np.clip(np.minimum(rising, falling), 0.0, None)
 
 
 @dataclass
@@ -68,7 +50,7 @@ class MelSpec:
     def __post_init__(self):
         if len(self.mean) != self.n_mels or len(self.std) != self.n_mels:
             raise ValueError(f"mean/std need {self.n_mels} values; got {len(self.mean)} and {len(self.std)}")
-        fb = mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.f_min, self.f_max)
+        fb = htk_mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.f_min, self.f_max)
         self._fb = torch.from_numpy(fb).float()
         self._fb_pinv = torch.from_numpy(np.linalg.pinv(fb)).float()
         self._window = torch.hann_window(self.n_fft)
