@@ -9,10 +9,9 @@ import torch
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
 
 from tada.audio import Audio
-from tada.scoring import SCORERS, Scorer, load_scorer
+from tada.scoring import SCORERS, Scorer, load_scorer, paper_scorer_names
 from tada.scoring.aesthetics import AXES, AudioboxAesthetics, inference_windows
 from tada.scoring.clap import CHECK_PROMPTS, ClapScorer, _tiny_tokenizer, window_starts
-from tada.scoring.muq import MuQScorer
 
 SR = 48000
 
@@ -173,6 +172,16 @@ def test_load_scorer_by_name():
     assert set(SCORERS) == {"clap", "clap-tiny", "muq", "toy"}
 
 
+def test_paper_scorers_are_clap_and_muq_for_real_models():
+    def named(name):
+        return types.SimpleNamespace(name=name)
+
+    assert paper_scorer_names(named("stable-audio-open")) == ["clap", "muq"]
+    assert paper_scorer_names(named("toy")) == ["toy"]
+    assert paper_scorer_names(named("tiny-ace-step")) == ["clap-tiny"]
+    assert set(paper_scorer_names(named("audioldm2"))) <= set(SCORERS)
+
+
 def test_load_scorer_unknown_name_lists_known():
     with pytest.raises(ValueError, match="clap, clap-tiny, muq, toy"):
         load_scorer("vggish")
@@ -187,58 +196,6 @@ def test_scoring_import_is_lazy():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-# ---------------------------------------------------------------- MuQ (optional)
-
-
-def test_muq_missing_package_names_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "muq", None)
-    with pytest.raises(ImportError, match="pip install muq"):
-        load_scorer("muq")
-
-
-class _FakeMuLan(torch.nn.Module):
-    """Stand-in with MuQ-MuLan's call shape: mulan(wavs=(B, T)) or mulan(texts=[...]) -> (N, 3)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.ones(()))
-        self.seen_lengths = []
-
-    def forward(self, wavs=None, texts=None):
-        if wavs is not None:
-            self.seen_lengths.append(wavs.shape[-1])
-            return torch.stack([wavs.mean(-1), wavs.abs().mean(-1), torch.full((len(wavs),), 2.0)], -1) * 3
-        return torch.tensor([[float(len(t)), 1.0, 0.0] for t in texts])
-
-
-def _fake_muq(monkeypatch, from_pretrained):
-    module = types.ModuleType("muq")
-    module.MuQMuLan = type("MuQMuLan", (), {"from_pretrained": staticmethod(from_pretrained)})
-    monkeypatch.setitem(sys.modules, "muq", module)
-
-
-def test_muq_wrapper_resamples_and_normalises(monkeypatch):
-    fake = _FakeMuLan()
-    _fake_muq(monkeypatch, lambda checkpoint: fake)
-    scorer = load_scorer("muq")
-    audio = _noise(2, 1.0, sr=48000, seed=4)
-    emb = scorer.embed_audio(audio)
-    assert fake.seen_lengths == [24000]
-    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
-    text = scorer.embed_text(["abc"])
-    torch.testing.assert_close(text, torch.tensor([[3.0, 1.0, 0.0]]) / 10**0.5)
-    torch.testing.assert_close(scorer.similarity(audio, ["abc"]), emb @ text.T)
-
-
-def test_muq_transformers_incompatibility_is_explained(monkeypatch):
-    def broken(checkpoint):
-        raise AttributeError("'XLMRobertaConfig' object has no attribute '_attn_implementation'")
-
-    _fake_muq(monkeypatch, broken)
-    with pytest.raises(ImportError, match="transformers<5"):
-        MuQScorer.from_pretrained()
 
 
 # ---------------------------------------------------------------- Audiobox Aesthetics (optional)
