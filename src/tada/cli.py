@@ -272,17 +272,20 @@ def evaluate(
     alphas: str = typer.Option("-100:100:10"),
     prompts: int = typer.Option(4, help="evaluation prompts (paper: 100)"),
     steps: Optional[int] = typer.Option(None),
-    paper: bool = typer.Option(False, help="the paper's settings: 100 prompts, 60 steps, all contrastive pairs"),
+    paper: bool = typer.Option(
+        False, help="the paper's settings: 100 prompts, 60 steps, all contrastive pairs, CLAP and MuQ scorers"),
     out: Path = typer.Option(Path("runs/eval")),
 ):
     """The steering table (Table 1): alpha sweeps per configuration and every metric of sec. 4.2."""
     import tada
     from tada.experiments.alpha_sweep import parse_alphas
     from tada.experiments.steering_table import EvalSettings, steering_table
-    from tada.scoring import load_scorer
+    from tada.scoring import load_scorer, paper_scorer_names
     from tada.steering import SteeringVector
 
     m = tada.load(model)
+    if paper and not scorer:
+        scorer = paper_scorer_names(m)
     settings = EvalSettings.paper() if paper else EvalSettings(n_prompts=prompts, steps=steps)
     settings.alphas = parse_alphas(alphas)
     sae_vecs = {}

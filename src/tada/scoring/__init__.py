@@ -37,7 +37,7 @@ def _toy(**kw) -> Scorer:
 SCORERS: dict[str, Callable[..., Scorer]] = {
     "clap": _clap,  # real CLAP weights: checkpoint=<hub id or folder>, default laion/larger_clap_music
     "clap-tiny": _clap_tiny,  # random tiny CLAP built offline: seed=, tiny=
-    "muq": _muq,  # MuQ-MuLan, optional extra: checkpoint=, default OpenMuQ/MuQ-MuLan-large
+    "muq": _muq,  # MuQ-MuLan (ported): checkpoint=<hub id or folder>, default OpenMuQ/MuQ-MuLan-large
     "toy": _toy,  # the toy world's shipped scorer: path=
 }
 
@@ -63,4 +63,15 @@ def default_scorer(model) -> Scorer:
     return load_scorer("clap")
 
 
-__all__ = ["SCORERS", "Scorer", "cosine_similarity", "default_scorer", "load_scorer"]
+def paper_scorer_names(model) -> list[str]:
+    """The alignment scorers of the paper's Table 1 (sec. 4.2), CLAP and MuQ-MuLan, for a real model; the
+    toy and tiny models keep their one default scorer, which is all they can be judged by offline."""
+    name = getattr(model, "name", "")
+    if name == "toy":
+        return ["toy"]
+    if name.startswith("tiny-"):
+        return ["clap-tiny"]
+    return ["clap", "muq"]
+
+
+__all__ = ["SCORERS", "Scorer", "cosine_similarity", "default_scorer", "load_scorer", "paper_scorer_names"]
