@@ -1,6 +1,7 @@
 """The MuQ-MuLan port against the `muq` package's own outputs (tests/reference/make_muq_mulan.py ran
 the package, in an environment where it works, on a tiny random checkpoint)."""
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -67,6 +68,12 @@ def test_clips_are_consecutive_and_the_rest_wraps_to_the_start(model):
 def test_clip_batch_size_does_not_change_latents(model, reference):
     wavs = reference[0]["wavs_long"]
     torch.testing.assert_close(model.embed_audio(wavs, batch_size=1), model.embed_audio(wavs, batch_size=6))
+
+
+def test_a_double_precision_copy_agrees(model, reference):
+    wavs = reference[0]["wavs_short"]
+    double = copy.deepcopy(model).double()
+    torch.testing.assert_close(double.embed_audio(wavs).float(), model.embed_audio(wavs), atol=1e-5, rtol=0)
 
 
 def test_hidden_state_index(model, reference):

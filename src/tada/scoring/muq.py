@@ -188,7 +188,7 @@ class MuQEncoder(nn.Module):
         if not -(len(layers) + 1) <= index <= len(layers):
             raise IndexError(f"MuQ hidden state {index} out of range for {len(layers)} layers")
         stop = index % (len(layers) + 1)
-        x = self.conv(self.mel(wavs))
+        x = self.conv(self.mel(wavs).to(self.conv.linear.weight.dtype))  # features in float32, then the model's dtype
         rel = self.conformer.embed_positions(x) if self.conformer.embed_positions is not None else None
         for layer in layers[:stop]:
             x = layer(x, attention_mask=None, relative_position_embeddings=rel)
