@@ -51,6 +51,9 @@ def test_eval_and_listing(tmp_path):
     run("eval", *TINY, "--concept", "tempo", "--layers", "1", "--alphas", "-5,5", "--prompts", 2, "--steps", 2,
         "--out", tmp_path / "eval")
     assert (tmp_path / "eval" / "table.md").read_text().count("\n") == 2 + 3
+    bad = runner.invoke(app, ["eval", *TINY, "--layers", "1", "--fad-embedding", "openl3", "--out",
+                              str(tmp_path / "eval2")])
+    assert bad.exit_code != 0 and "unknown FAD embedding 'openl3'" in repr(bad.exception) + bad.output
 
 
 def test_bad_input_exits_with_a_clear_message(tmp_path):

@@ -268,12 +268,15 @@ def evaluate(
     sae_vector: list[Path] = typer.Option([], "--sae-vector", help="SAE vectors (from tada sae features) to add as rows"),
     scorer: list[str] = typer.Option([], "--scorer", help="alignment scorers (default: the model's)"),
     lpaps: Optional[Path] = typer.Option(None, help="folder with SpecVQGAN's lpaps.pth and vggishish16.pt"),
+    fad_embedding: Optional[str] = typer.Option(
+        None, help="FAD's embedding: vggish, or a scorer name (default: the first scorer; vggish with --paper)"),
     aesthetics: bool = typer.Option(False, help="Audiobox Aesthetics CE, CU, PC, PQ (optional extra)"),
     alphas: str = typer.Option("-100:100:10"),
     prompts: int = typer.Option(4, help="evaluation prompts (paper: 100)"),
     steps: Optional[int] = typer.Option(None),
     paper: bool = typer.Option(
-        False, help="the paper's settings: 100 prompts, 60 steps, all contrastive pairs, CLAP and MuQ scorers"),
+        False, help="the paper's settings: 100 prompts, 60 steps, all contrastive pairs, CLAP and MuQ scorers, "
+                    "VGGish FAD"),
     out: Path = typer.Option(Path("runs/eval")),
 ):
     """The steering table (Table 1): alpha sweeps per configuration and every metric of sec. 4.2."""
@@ -286,6 +289,8 @@ def evaluate(
     m = tada.load(model)
     if paper and not scorer:
         scorer = paper_scorer_names(m)
+    if paper and fad_embedding is None and "clap" in scorer:  # a real model: the paper's FAD (Kilgour et al.)
+        fad_embedding = "vggish"
     settings = EvalSettings.paper() if paper else EvalSettings(n_prompts=prompts, steps=steps)
     settings.alphas = parse_alphas(alphas)
     sae_vecs = {}
@@ -304,7 +309,7 @@ def evaluate(
         aes = AudioboxAesthetics.from_pretrained()
     scorers = {name: load_scorer(name) for name in scorer} or None
     table = steering_table(m, concept, _ints(layers), out, scorers=scorers, settings=settings, lpaps=lp,
-                           aesthetics=aes, sae_vectors=sae_vecs)
+                           fad_embed=fad_embedding or "scorer", aesthetics=aes, sae_vectors=sae_vecs)
     console.print(table.to_string(index=False))
     console.print(f"wrote {out}/results.csv, {out}/table.md, {out}/curves/")
 

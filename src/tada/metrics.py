@@ -25,7 +25,22 @@ if TYPE_CHECKING:
     from tada.lpaps import LPAPS
 
 Embedder = Callable[[Audio], torch.Tensor]
-"""Anything that maps an `Audio` batch (B rows) to a (B, E) embedding; FAD's feature space."""
+"""Anything that maps an `Audio` batch to (N, E) embeddings, FAD's feature space: one a row (a scorer's
+`embed_audio`) or several (VGGish's `embed_frames`, one per 0.96 s example)."""
+
+
+def load_embedder(name: str) -> Embedder:
+    """FAD's embedding by name: "vggish" (Kilgour et al.'s, every 0.96 s example; `tada.vggish`) or a scorer of
+    `tada.scoring.load_scorer` ("clap", "muq", ...), whose `embed_audio` gives one vector a row."""
+    if name == "vggish":
+        from tada.vggish import VGGish
+
+        return VGGish.from_pretrained().embed_frames
+    from tada.scoring import SCORERS, load_scorer
+
+    if name not in SCORERS:
+        raise ValueError(f"unknown FAD embedding {name!r}; known: {', '.join(['vggish', *sorted(SCORERS)])}")
+    return load_scorer(name).embed_audio
 
 
 def _as_float64(x, name: str) -> np.ndarray:
@@ -230,20 +245,18 @@ def preservation(
         `reference`. An alpha = 0 entry, if present, is the baseline itself and is left out of the averages.
     reference: the alpha = 0 generations.
     lpaps: an `tada.lpaps.LPAPS` model; LPAPS is the mean over rows of the per-pair distance.
-    embed: FAD's embedding: any callable Audio -> (B, E), or the name of a scorer for `tada.scoring.load_scorer`
-        whose `embed_audio` is used; default "clap" (laion/larger_clap_music, see docs/evaluation.md); None skips
-        FAD. FAD compares the set of steered rows with the set of reference rows, so it needs at least 2 rows.
+    embed: FAD's embedding: any `Embedder`, or a name for `load_embedder` ("vggish", or a scorer whose
+        `embed_audio` is used); default "clap" (laion/larger_clap_music, see docs/evaluation.md); None skips FAD.
+        FAD compares the set of steered embeddings with the set of reference embeddings: at least 2 in each.
     progress: show a progress bar over alphas.
     At least one of `lpaps` and `embed` must be given.
     """
     if lpaps is None and embed is None:
         raise ValueError("preservation needs lpaps=<LPAPS model>, embed=<callable Audio -> (B, E)>, or both")
     if isinstance(embed, str):
-        from tada.scoring import load_scorer
-
-        embed = load_scorer(embed).embed_audio
+        embed = load_embedder(embed)
     if embed is not None and not callable(embed):
-        raise TypeError(f"embed must be a callable Audio -> (B, E), a scorer name or None; got {type(embed).__name__}")
+        raise TypeError(f"embed must be a callable Audio -> (N, E), an embedding name or None; got {type(embed).__name__}")
     if not isinstance(reference, Audio):
         raise TypeError(f"reference must be an Audio; got {type(reference).__name__}")
     alphas = sorted(float(a) for a in steered if float(a) != 0.0)

@@ -15,7 +15,7 @@ import pandas as pd
 from tada.audio import Audio
 from tada.caa import fit
 from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
-from tada.metrics import delta_alignment, preservation, smoothness
+from tada.metrics import delta_alignment, load_embedder, preservation, smoothness
 from tada.models.base import AudioModel
 from tada.steering import SteeringVector
 
@@ -97,7 +97,8 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
         ``LayerImpact.top``); configurations are those layers, all layers, and all but those layers.
     sae_vectors: optional ``{concept: SAE steering vector}`` added as an ``SAE(site)`` row.
     scorers: ``{name: Scorer}`` for alignment (default: the model's default scorer).
-    fad_embed: FAD's embedding; "scorer" uses the first scorer's ``embed_audio``; None skips FAD.
+    fad_embed: FAD's embedding: "scorer" (the first scorer's ``embed_audio``), a name for
+        ``tada.metrics.load_embedder`` ("vggish", "clap", ...), any ``Embedder``, or None to skip FAD.
     Writes results.csv, table.md, alignment.csv and curves/<concept>.png.
     """
     from tada.concepts import load_catalogue, load_eval_prompts
@@ -114,6 +115,8 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     scorers = scorers or {getattr(s, "name", "scorer"): s for s in [default_scorer(model)]}
     if fad_embed == "scorer":
         fad_embed = next(iter(scorers.values())).embed_audio
+    elif isinstance(fad_embed, str):
+        fad_embed = load_embedder(fad_embed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, per_files = [], []
