@@ -18,10 +18,15 @@ It writes `tests/reference/muq-mulan-tiny/`: a MuQ-MuLan checkpoint laid out as 
 model.safetensors, with every weight and buffer perturbed away from its initial value so that a weight
 loaded into the wrong place shows), configs and a tokenizer for its two backbones, and
 `reference.safetensors` + `reference.json` with inputs and the package's outputs.
+
+`--full-size DIR` writes the same at the widths of MuQ-MuLan-large (MuQ-large's 12 x 1024 conformer,
+XLM-R base, 8-layer 768-wide MuLan transformers, 10 s clips; random weights, about 2.2 GB) into DIR, for
+`benchmarks/muq_full_size.py`; it is not kept in the repository.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -73,6 +78,22 @@ MULAN = {
                          "attn_dropout": 0.0, "ff_dropout": 0.0, "ff_mult": 4},
 }
 
+FULL_MUQ = {**MUQ, "conv_dim": 512, "encoder_dim": 1024, "encoder_depth": 12, "codebook_dim": 16, "codebook_size": 4096,
+            "w2v2_config": {**W2V2, "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
+                            "num_conv_pos_embedding_groups": 16, "num_conv_pos_embeddings": 128,
+                            "conv_depthwise_kernel_size": 31, "num_hidden_layers": 24, "output_hidden_size": 1024}}
+FULL_MULAN = {
+    "mulan": {**MULAN["mulan"], "clip_secs": 10, "dim_latent": 512},
+    "audio_model": {"name": "muq-large", "model_dim": 1024, "use_layer_idx": -1},
+    "text_model": {"name": "xlm-roberta-base", "model_dim": 768, "use_layer_idx": -1},
+    "audio_transformer": {**MULAN["audio_transformer"], "dim": 768, "tf_depth": 8, "heads": 8, "dim_head": 64},
+    "text_transformer": {**MULAN["text_transformer"], "dim": 768, "tf_depth": 8, "heads": 8, "dim_head": 64,
+                         "max_seq_len": 1024},
+}
+TINY_XLMR = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
+             "max_position_embeddings": 70}
+FULL_XLMR = {}  # XLMRobertaConfig's defaults are xlm-roberta-base's widths
+
 
 def write_tokenizer(folder: Path) -> int:
     """A word-level tokenizer over the test texts' words, with XLM-R's special tokens and template."""
@@ -103,34 +124,34 @@ def perturb(module: torch.nn.Module, gen: torch.Generator) -> None:
                 t.add_(noise)
 
 
-def main() -> None:
+def write_reference(out: Path, muq_config: dict, mulan_config: dict, xlmr_config: dict) -> None:
     from muq import MuQ, MuQMuLan
     from safetensors.torch import save_file
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    (OUT / "tiny-muq").mkdir(parents=True)
-    (OUT / "tiny-xlm-roberta").mkdir()
-    MuQ(MUQ).save_pretrained(OUT / "tiny-muq")
-    vocab = write_tokenizer(OUT / "tiny-xlm-roberta")
-    XLMRobertaModel(XLMRobertaConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-        max_position_embeddings=70, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-    )).save_pretrained(OUT / "tiny-xlm-roberta")
+    audio_name, text_name = mulan_config["audio_model"]["name"], mulan_config["text_model"]["name"]
+    if out.exists():
+        shutil.rmtree(out)
+    (out / audio_name).mkdir(parents=True)
+    (out / text_name).mkdir()
+    MuQ(muq_config).save_pretrained(out / audio_name)
+    vocab = write_tokenizer(out / text_name)
+    XLMRobertaModel(XLMRobertaConfig(vocab_size=vocab, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                     **xlmr_config)).save_pretrained(out / text_name)
 
-    os.chdir(OUT)  # the backbone names in MULAN are folders here
+    os.chdir(out)  # the backbone names in the config are folders here
     torch.manual_seed(0)
-    mulan = MuQMuLan(MULAN)
+    mulan = MuQMuLan(mulan_config)
     perturb(mulan, torch.Generator().manual_seed(1))
-    mulan.eval().save_pretrained(OUT)
-    mulan = MuQMuLan.from_pretrained(str(OUT)).eval()  # through the package's own loading path
+    mulan.eval().save_pretrained(out)
+    mulan = MuQMuLan.from_pretrained(str(out)).eval()  # through the package's own loading path
 
     gen = torch.Generator().manual_seed(2)
-    t = torch.arange(int(2.5 * SAMPLE_RATE)) / SAMPLE_RATE
+    clip = mulan_config["mulan"]["clip_secs"]
+    t = torch.arange(int(2.5 * clip * SAMPLE_RATE)) / SAMPLE_RATE  # two clips and half of one
     long = torch.stack([0.3 * torch.sin(2 * torch.pi * 440 * t), 0.2 * torch.sin(2 * torch.pi * 97 * t)])
     long = long + 0.05 * torch.randn(long.shape, generator=gen)
-    short = 0.1 * torch.randn(1, int(0.7 * SAMPLE_RATE), generator=gen)
+    short = 0.1 * torch.randn(1, int(0.7 * clip * SAMPLE_RATE), generator=gen)
     with torch.no_grad():
         outputs = {
             "wavs_long": long, "latents_long": mulan(wavs=long),
@@ -138,18 +159,29 @@ def main() -> None:
             "text_latents": torch.cat([mulan(texts=[text]) for text in TEXTS]),
             "text_latents_batched": mulan(texts=TEXTS),
         }
-    save_file({k: v.contiguous() for k, v in outputs.items()}, OUT / "reference.safetensors")
+    save_file({k: v.contiguous() for k, v in outputs.items()}, out / "reference.safetensors")
     import muq
     import transformers
 
-    (OUT / "reference.json").write_text(json.dumps({
+    (out / "reference.json").write_text(json.dumps({
         "texts": TEXTS, "muq": getattr(muq, "__version__", "0.1.0"), "transformers": transformers.__version__,
         "torch": torch.__version__, "python": sys.version.split()[0]}, indent=1))
-    for backbone in ("tiny-muq", "tiny-xlm-roberta"):  # the MuQ-MuLan checkpoint holds their weights
-        for weights in (OUT / backbone).glob("*.safetensors"):
+    for backbone in (audio_name, text_name):  # the MuQ-MuLan checkpoint holds their weights
+        for weights in (out / backbone).glob("*.safetensors"):
             weights.unlink()
-    for card in OUT.rglob("README.md"):  # model cards the hub mixin writes
+    for card in out.rglob("README.md"):  # model cards the hub mixin writes
         card.unlink()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--full-size", type=Path, help="write a reference at MuQ-MuLan-large's widths to this folder")
+    args = ap.parse_args()
+    if args.full_size:
+        write_reference(args.full_size.resolve(), FULL_MUQ, FULL_MULAN, FULL_XLMR)
+        print(f"wrote {args.full_size}")
+        return
+    write_reference(OUT, MUQ, MULAN, TINY_XLMR)
     print(f"wrote {OUT}")
 
 
