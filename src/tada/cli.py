@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-
 import warnings
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # torchsde (Stable Audio's scheduler) warns on every float rounding of its time grid
 warnings.filterwarnings("ignore", category=UserWarning, module="torchsde")
+# diffusers' own StableAudioDiTModel.forward uses its deprecated Transformer2DModelOutput on every call
+warnings.filterwarnings("ignore", message=".*Transformer2DModelOutput.*", category=FutureWarning)
 
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
