@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import tada
 from tada.localization import SOURCE, TARGET, LayerImpact, bootstrap_impact, impact, impact_table, run_sweep
@@ -130,3 +131,46 @@ def test_sweep_refuses_bad_input(small):
         run_sweep(model, scorer, "tempo", PAIRS, ["fast"], max_batch=0)
     with pytest.raises(IndexError, match="out of range"):
         run_sweep(model, scorer, "tempo", PAIRS, ["fast"], layers=[99])
+
+
+UNEQUAL = ("a very very happy song with drums", "a sad song")  # two prompts of different token lengths
+
+
+@pytest.fixture(scope="module")
+def ace_step():
+    return tada.load("tiny-ace-step")
+
+
+def test_common_text_length_encodes_like_one_pipeline_batch(ace_step, small):
+    long, short = UNEQUAL
+    joint = ace_step.generate([short, long], [0, 1], steps=2).waveform
+    with ace_step.common_text_length([long, short]) as length:
+        alone = ace_step.generate([short], [0], steps=2).waveform
+    solo = ace_step.generate([short], [0], steps=2).waveform
+    short_alone = ace_step.pipe.encode_prompt(prompt=[short], lyrics=[""], device="cpu", audio_duration=30.0)[1]
+    assert length > short_alone.shape[1]
+    assert (alone[0] - joint[0]).abs().max() < 1e-5  # the same up to batch-size rounding
+    assert (solo[0] - joint[0]).abs().max() > 1e-3  # without a mask, padding changes the audio
+    model = small[0]  # a family with a mask: nothing to do
+    with model.common_text_length([long, short]):
+        inside = model.generate([short], [0]).waveform
+    assert torch.equal(inside, model.generate([short], [0]).waveform)
+
+
+def test_ace_step_sweeps_a_pair_of_unequal_token_lengths(ace_step, small):
+    from tada.hooks import PatchContext
+
+    scorer, n = small[1], len(ace_step.sites)
+    with pytest.raises(ValueError, match="no attention mask"):  # what the sweep avoids
+        ace_step.generate([UNEQUAL[1]], [0], steps=2,
+                          interventions=[PatchContext(ace_step.encode([UNEQUAL[0]]), sites=[0])])
+    batched = run_sweep(ace_step, scorer, "mood", [UNEQUAL], ["happy"], seeds=[0], steps=2, max_batch=n + 2)
+    naive = []
+    with ace_step.common_text_length(UNEQUAL):
+        enc = ace_step.encode([UNEQUAL[0]])
+        for layer, sites in [(SOURCE, []), (TARGET, list(range(n)))] + [(l, [l]) for l in range(n)]:
+            audio = ace_step.generate([UNEQUAL[1]], [0], steps=2, interventions=[PatchContext(enc, sites=sites)])
+            naive.append({"layer": layer, "sim": scorer.similarity(audio, ["happy"]).mean().item()})
+    merged = batched.merge(pd.DataFrame(naive), on="layer", suffixes=("", "_naive"))
+    assert len(merged) == n + 2
+    np.testing.assert_allclose(merged.sim, merged.sim_naive, rtol=0, atol=1e-5)

@@ -148,17 +148,20 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
             flat = [(u, label, sites) for u in block for label, sites in rows_def]
             unit_rows: dict[tuple[int, int], list[dict]] = {u: [] for u in block}
             targets = sorted({pairs[u[0]][0] for u in block})
-            enc = model.encode(targets, guidance=guidance)  # once per block, whatever its number of batches
-            for start in range(0, len(flat), max_batch):
-                chunk = flat[start:start + max_batch]
-                source = enc.select([targets.index(pairs[u[0]][0]) for u, _, _ in chunk])
-                patch = PatchContext(source, sites=[sites for _, _, sites in chunk])
-                audio = model.generate([pairs[u[0]][1] for u, _, _ in chunk], [u[1] for u, _, _ in chunk],
-                                       steps=steps, guidance=guidance, interventions=[patch])
-                sims = scorer.similarity(audio, queries).mean(dim=1)
-                for (u, label, _), sim in zip(chunk, sims.tolist()):
-                    unit_rows[u].append({"concept": concept, "pair": u[0], "seed": u[1], "layer": label, "sim": sim,
-                                         "target_prompt": pairs[u[0]][0], "source_prompt": pairs[u[0]][1]})
+            # Where cross-attention sees padding, the block's prompts are all encoded at one token length.
+            with model.common_text_length([p for u in block for p in pairs[u[0]]]):
+                enc = model.encode(targets, guidance=guidance)  # once per block, whatever its number of batches
+                for start in range(0, len(flat), max_batch):
+                    chunk = flat[start:start + max_batch]
+                    source = enc.select([targets.index(pairs[u[0]][0]) for u, _, _ in chunk])
+                    patch = PatchContext(source, sites=[sites for _, _, sites in chunk])
+                    audio = model.generate([pairs[u[0]][1] for u, _, _ in chunk], [u[1] for u, _, _ in chunk],
+                                           steps=steps, guidance=guidance, interventions=[patch])
+                    sims = scorer.similarity(audio, queries).mean(dim=1)
+                    for (u, label, _), sim in zip(chunk, sims.tolist()):
+                        unit_rows[u].append({"concept": concept, "pair": u[0], "seed": u[1], "layer": label,
+                                             "sim": sim, "target_prompt": pairs[u[0]][0],
+                                             "source_prompt": pairs[u[0]][1]})
             for u, rows in unit_rows.items():
                 if u in finished:
                     continue

@@ -14,6 +14,7 @@ generation) is shared.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -140,6 +141,13 @@ class AudioModel:
     def _pipeline_call(self, prompts: list[str], generators: list[torch.Generator], steps: int,
                        duration: float | None, guidance: float) -> torch.Tensor:
         raise NotImplementedError
+
+    def common_text_length(self, prompts: Sequence[str], duration: float | None = None):
+        """A context in which every prompt batch is encoded at the token length of the longest of `prompts`,
+        as if they all shared one pipeline batch. Families whose cross-attention sees padding (no mask)
+        override it, so that the two prompts of a counterfactual pair give contexts of one length and can be
+        patched into each other; where a mask hides padding it does nothing."""
+        return contextlib.nullcontext()
 
     # --- shared behaviour ---------------------------------------------------------------------
     @property
