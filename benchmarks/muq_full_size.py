@@ -3,8 +3,8 @@
 Make the reference first, with the package, in an environment where it runs (see the docstring of
 tests/reference/make_muq_mulan.py):
 
-    muq-env/bin/python tests/reference/make_muq_mulan.py --full-size /tmp/muq-full
-    python benchmarks/muq_full_size.py /tmp/muq-full
+    muq-env/bin/python tests/reference/make_muq_mulan.py --full-size muq-full-reference
+    python benchmarks/muq_full_size.py muq-full-reference
 
 It prints the largest absolute difference between the port's latents and the package's (audio of 2.5
 clips, two rows, and of 0.7 of a clip; each text alone) and the port's seconds per 10 s clip and per text.
