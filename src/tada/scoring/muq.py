@@ -97,6 +97,16 @@ def _weights(repo: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _our_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A `muq`-layout state dict under this port's module names, without the weights inference never reads."""
+    ours = {}
+    for key, value in state.items():
+        new = next((new + key[len(old):] for old, new in _RENAMES if key.startswith(old)), key)
+        if not new.startswith(_UNUSED):
+            ours[new] = value
+    return ours
+
+
 def _backbone_repo(name: str, root: str) -> str:
     """A backbone named in the config: a folder of that name next to the checkpoint, else a hub id or path."""
     if _is_local(root) and (Path(root) / name).is_dir():
@@ -329,43 +339,24 @@ class MuQMuLan(nn.Module):
         return model.eval()
 
     def load_checkpoint(self, state: dict[str, torch.Tensor], *, audio_repo: str, text_repo: str) -> None:
-        """Load a `muq`-layout state dict; a backbone it omits entirely is read from its own repository."""
-        ours = {}
-        for key, value in state.items():
-            new = next((new + key[len(old):] for old, new in _RENAMES if key.startswith(old)), key)
-            if not new.startswith(_UNUSED):
-                ours[new] = value
+        """Load a `muq`-layout state dict. A backbone it omits entirely is read from its own repository, as
+        the package builds its backbones from those repositories before it loads the checkpoint."""
+        from transformers import XLMRobertaModel
+
+        ours = _our_keys(state)
+        backbones = (
+            ("audio.encoder.", "mulan.audio.model.", lambda: _weights(audio_repo)),
+            ("text.backbone.", "mulan.text.model.",
+             lambda: XLMRobertaModel.from_pretrained(text_repo, add_pooling_layer=False).state_dict()),
+        )
+        for prefix, checkpoint_prefix, read in backbones:
+            if not any(k.startswith(prefix) for k in ours):
+                ours.update(_our_keys({checkpoint_prefix + k: v for k, v in read().items()}))
         missing, unexpected = self.load_state_dict(ours, strict=False)
         if unexpected:
             raise ValueError(f"MuQ-MuLan checkpoint has weights this port does not know: {sorted(unexpected)[:8]}")
-        expected = set(self.state_dict())
-        for prefix, load in (("audio.encoder.", lambda: self._load_audio_backbone(audio_repo)),
-                             ("text.backbone.", lambda: self._load_text_backbone(text_repo))):
-            needed = {k for k in expected if k.startswith(prefix) and not k.startswith(_UNUSED)
-                      and not k.endswith("num_batches_tracked")}  # torch never reports these missing
-            if needed and needed <= set(missing):
-                load()
-                missing = [k for k in missing if k not in needed]
         if missing:
             raise ValueError(f"MuQ-MuLan checkpoint lacks weights: {sorted(missing)[:8]}")
-
-    def _load_audio_backbone(self, repo: str) -> None:
-        state = {("audio.encoder." + k[len("model."):]): v for k, v in _weights(repo).items() if k.startswith("model.")}
-        self._load_part(state, "audio.encoder.", repo)
-
-    def _load_text_backbone(self, repo: str) -> None:
-        from transformers import XLMRobertaModel
-
-        state = XLMRobertaModel.from_pretrained(repo, add_pooling_layer=False).state_dict()
-        self._load_part({"text.backbone." + k: v for k, v in state.items()}, "text.backbone.", repo)
-
-    def _load_part(self, state: dict[str, torch.Tensor], prefix: str, repo: str) -> None:
-        state = {k: v for k, v in state.items() if not k.startswith(_UNUSED)}
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if k.startswith(prefix) and not k.startswith(_UNUSED)]
-        if missing or unexpected:
-            raise ValueError(f"{repo!r} does not fit the MuQ-MuLan {prefix.rstrip('.')}: "
-                             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
 
     @property
     def device(self) -> torch.device:
