@@ -19,6 +19,7 @@ every file (`embed_frames`); `embed_audio` gives one (mean) vector a file.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ MIN_SAMPLES = WINDOW + (EXAMPLE_FRAMES - 1) * HOP
 _LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M")
 
 
+@functools.cache
 def vggish_mel_matrix() -> torch.Tensor:
     """(N_FFT // 2 + 1, 64) weights that map |rfft| bins to VGGish's mel bands (see the module docstring)."""
     def hz_to_mel(f):
@@ -57,8 +59,9 @@ def log_mel(wave: torch.Tensor) -> torch.Tensor:
     if wave.ndim != 2 or wave.shape[-1] < WINDOW:
         raise ValueError(f"log_mel needs (batch, samples >= {WINDOW}) audio at 16 kHz; got {tuple(wave.shape)}")
     frames = wave.float().unfold(-1, WINDOW, HOP)  # (N, frames, WINDOW)
-    spectrum = torch.fft.rfft(frames * torch.hann_window(WINDOW, periodic=True), n=N_FFT).abs()
-    return torch.log(spectrum @ vggish_mel_matrix() + LOG_OFFSET)
+    window = torch.hann_window(WINDOW, periodic=True, device=wave.device)
+    spectrum = torch.fft.rfft(frames * window, n=N_FFT).abs()
+    return torch.log(spectrum @ vggish_mel_matrix().to(wave.device) + LOG_OFFSET)
 
 
 class VGGish(nn.Module):
@@ -80,7 +83,7 @@ class VGGish(nn.Module):
     @classmethod
     def random(cls, seed: int = 0) -> VGGish:
         """The network with seeded random weights (offline tests; meaningless embeddings)."""
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return cls().eval()
 
