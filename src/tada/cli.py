@@ -284,13 +284,13 @@ def evaluate(
     import tada
     from tada.experiments.alpha_sweep import parse_alphas
     from tada.experiments.steering_table import EvalSettings, steering_table
-    from tada.scoring import load_scorer, paper_scorer_names
+    from tada.scoring import load_scorer, offline_scorer_name, paper_scorer_names
     from tada.steering import SteeringVector
 
     m = tada.load(model)
     if paper and not scorer:
         scorer = paper_scorer_names(m)
-    if paper and fad_embedding is None and "clap" in scorer:  # a real model: the paper's FAD (Kilgour et al.)
+    if paper and fad_embedding is None and offline_scorer_name(m) is None:  # the paper's FAD (Kilgour et al.)
         fad_embedding = "vggish"
     settings = EvalSettings.paper() if paper else EvalSettings(n_prompts=prompts, steps=steps)
     settings.alphas = parse_alphas(alphas)

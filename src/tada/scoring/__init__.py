@@ -52,26 +52,28 @@ def load_scorer(name: str, **kw) -> Scorer:
     return SCORERS[name](**kw)
 
 
-def default_scorer(model) -> Scorer:
-    """The scorer a model is judged by when none is named: the toy world's own scorer for "toy",
-    a tiny random CLAP for "tiny-*" models (offline shape checks), else the music CLAP checkpoint."""
+def offline_scorer_name(model) -> str | None:
+    """The one scorer a model built offline can be judged by: the toy world's own for "toy", a tiny random
+    CLAP for "tiny-*" models (shape checks); None for a real model."""
     name = getattr(model, "name", "")
     if name == "toy":
-        return load_scorer("toy")
+        return "toy"
     if name.startswith("tiny-"):
-        return load_scorer("clap-tiny")
-    return load_scorer("clap")
+        return "clap-tiny"
+    return None
+
+
+def default_scorer(model) -> Scorer:
+    """The scorer a model is judged by when none is named: its offline scorer, else the music CLAP checkpoint."""
+    return load_scorer(offline_scorer_name(model) or "clap")
 
 
 def paper_scorer_names(model) -> list[str]:
     """The alignment scorers of the paper's Table 1 (sec. 4.2), CLAP and MuQ-MuLan, for a real model; the
-    toy and tiny models keep their one default scorer, which is all they can be judged by offline."""
-    name = getattr(model, "name", "")
-    if name == "toy":
-        return ["toy"]
-    if name.startswith("tiny-"):
-        return ["clap-tiny"]
-    return ["clap", "muq"]
+    toy and tiny models keep their offline scorer, which is all they can be judged by here."""
+    offline = offline_scorer_name(model)
+    return [offline] if offline else ["clap", "muq"]
 
 
-__all__ = ["SCORERS", "Scorer", "cosine_similarity", "default_scorer", "load_scorer", "paper_scorer_names"]
+__all__ = ["SCORERS", "Scorer", "cosine_similarity", "default_scorer", "load_scorer", "offline_scorer_name",
+           "paper_scorer_names"]
