@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.full_configs import denoiser_call, full_size_denoiser  # noqa: E402
-from tada.hooks import AddVector, GuidanceLayout, PatchContext, intervene  # noqa: E402
+from tada.engine.hooks import AddVector, GuidanceLayout, PatchContext, intervene  # noqa: E402
 from tada.models.base import AudioModel, Conditioning, make_sites  # noqa: E402
 
 SITE_NAMES = {

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from tada.scoring.muq import MuQMuLan
+from tada.evaluation.scorers.muq import MuQMuLan
 
 
 def main() -> None:

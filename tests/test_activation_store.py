@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from tada.activation_store import ActivationReader, ActivationWriter
+from tada.sae.store import ActivationReader, ActivationWriter
 
 
 def _rows(n, d, start=0):

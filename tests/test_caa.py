@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import tada
-from tada.caa import caa_direction, fit
-from tada.hooks import Capture, renorm
-from tada.steering import SteeringVector
+from tada.methods.caa import caa_direction, fit
+from tada.engine.hooks import Capture, renorm
+from tada.methods.vector import SteeringVector
 
 PAIRS = [("fast piano", "slow piano"), ("fast jazz with drums", "slow jazz with drums")]
 

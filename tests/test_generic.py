@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tada
-from tada.hooks import PatchContext
+from tada.engine.hooks import PatchContext
 from tada.models.generic import GenericModel
 from tada.models.tiny import build_tiny_audioldm2, build_tiny_stable_audio
 

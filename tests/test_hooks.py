@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tada
-from tada.hooks import AddVector, Capture, PatchContext, renorm
+from tada.engine.hooks import AddVector, Capture, PatchContext, renorm
 
 FAMILIES = ["tiny-stable-audio", "tiny-audioldm2", "tiny-ace-step", "toy"]
 P = ["fast piano with drums", "slow sad jazz"]

@@ -7,7 +7,7 @@ import torch
 
 import tada
 from tada.localization import SOURCE, TARGET, LayerImpact, bootstrap_impact, impact, impact_table, run_sweep
-from tada.scoring import load_scorer
+from tada.evaluation.scorers import load_scorer
 
 PAIRS = [("fast piano with drums", "slow piano with drums"), ("happy jazz", "sad jazz")]
 
@@ -68,7 +68,7 @@ def test_batched_sweep_equals_one_layer_at_a_time(small, tmp_path):
     n = len(model.sites)
     batched = run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0, 1], max_batch=n + 2)
     # naive: one generation per row, patching a single layer at a time
-    from tada.hooks import PatchContext
+    from tada.engine.hooks import PatchContext
 
     naive = []
     for p, (pc, pn) in enumerate(PAIRS):
@@ -158,7 +158,7 @@ def test_common_text_length_encodes_like_one_pipeline_batch(ace_step, small):
 
 
 def test_ace_step_sweeps_a_pair_of_unequal_token_lengths(ace_step, small):
-    from tada.hooks import PatchContext
+    from tada.engine.hooks import PatchContext
 
     scorer, n = small[1], len(ace_step.sites)
     with pytest.raises(ValueError, match="no attention mask"):  # what the sweep avoids

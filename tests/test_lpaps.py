@@ -6,7 +6,7 @@ import torch
 from transformers.audio_utils import mel_filter_bank
 
 from tada.audio import Audio
-from tada.lpaps import (
+from tada.evaluation.lpaps import (
     CHANNELS,
     LPAPS,
     log_mel_spectrogram,
@@ -117,7 +117,7 @@ def test_forward_and_distance_bad_input(model):
 
 
 def _original_layout(model: LPAPS, with_net: bool = True) -> dict:
-    """Write our weights under SpecVQGAN's LPAPS key names (module docstring of tada.lpaps)."""
+    """Write our weights under SpecVQGAN's LPAPS key names (module docstring of tada.evaluation.lpaps)."""
     state = {"scaling_layer.shift": model.band_mean.clone(), "scaling_layer.scale": model.band_std.clone()}
     slice_of = {}
     for s, (start, end) in enumerate(zip((0, 4, 9, 16, 23), (4, 9, 16, 23, 30)), start=1):

@@ -6,7 +6,7 @@ import scipy.linalg
 import torch
 
 from tada.audio import Audio
-from tada.metrics import (
+from tada.evaluation.metrics import (
     FadInfinity,
     Preservation,
     delta_alignment,
@@ -258,7 +258,7 @@ def test_preservation_optional_parts_and_errors():
 
 
 def test_preservation_embeds_through_a_named_scorer():
-    from tada.scoring.clap import ClapScorer
+    from tada.evaluation.scorers.clap import ClapScorer
 
     gen = torch.Generator().manual_seed(1)
     ref = Audio(0.1 * torch.randn(3, 1, 48000, generator=gen), 48000)

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tada.audio import Audio
-from tada.scoring import load_scorer
-from tada.scoring.muq import MuQMuLan, MuQScorer
+from tada.evaluation.scorers import load_scorer
+from tada.evaluation.scorers.muq import MuQMuLan, MuQScorer
 
 REFERENCE = Path(__file__).parent / "reference" / "muq-mulan-tiny"
 

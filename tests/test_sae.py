@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from tada.activation_store import ActivationReader, ActivationWriter
+from tada.sae.store import ActivationReader, ActivationWriter
 from tada.sae import (
     SaeConfig,
     TopKSAE,

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import tada
-from tada.hooks import Capture
+from tada.engine.hooks import Capture
 from tada.sae import SaeConfig, TopKSAE, train_sae
-from tada.sae_steering import collect, mean_features, sae_vector
+from tada.methods.sae import collect, mean_features, sae_vector
 
 PAIRS = [("fast piano", "slow piano"), ("happy jazz", "sad jazz")]
 

@@ -9,9 +9,9 @@ import torch
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
 
 from tada.audio import Audio
-from tada.scoring import SCORERS, Scorer, load_scorer, paper_scorer_names
-from tada.scoring.aesthetics import AXES, AudioboxAesthetics, inference_windows
-from tada.scoring.clap import CHECK_PROMPTS, ClapScorer, _tiny_tokenizer, window_starts
+from tada.evaluation.scorers import SCORERS, Scorer, load_scorer, paper_scorer_names
+from tada.evaluation.scorers.aesthetics import AXES, AudioboxAesthetics, inference_windows
+from tada.evaluation.scorers.clap import CHECK_PROMPTS, ClapScorer, _tiny_tokenizer, window_starts
 
 SR = 48000
 
@@ -191,8 +191,8 @@ def test_load_scorer_unknown_name_lists_known():
 
 def test_scoring_import_is_lazy():
     code = (
-        "import sys, tada.scoring; "
-        "heavy = [m for m in ('tada.toy.scorer', 'tada.scoring.clap', 'tada.scoring.muq') if m in sys.modules]; "
+        "import sys, tada.evaluation.scorers; "
+        "heavy = [m for m in ('tada.toy.scorer', 'tada.evaluation.scorers.clap', 'tada.evaluation.scorers.muq') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,9 +7,9 @@ import torch
 import tada
 from tada.experiments.alpha_sweep import parse_alphas
 from tada.experiments.steering_table import EvalSettings, configurations, steering_table
-from tada.lpaps import LPAPS
-from tada.scoring import load_scorer
-from tada.steering import SteeringVector
+from tada.evaluation.lpaps import LPAPS
+from tada.evaluation.scorers import load_scorer
+from tada.methods.vector import SteeringVector
 
 
 def test_configurations_cover_the_papers_rows():

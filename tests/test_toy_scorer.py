@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tada.audio import Audio
-from tada.scoring.base import Scorer
+from tada.evaluation.scorers.base import Scorer
 from tada.toy.scorer import ATOMS, GROUPS, ToyScorer, atom_probabilities, attribute_targets, text_atoms
 from tada.toy.synth import SAMPLE_RATE, make_example
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from tada.audio import Audio
-from tada.metrics import fad, load_embedder, preservation
-from tada.vggish import MIN_SAMPLES, WEIGHTS_URL, VGGish, log_mel, vggish_mel_matrix
+from tada.evaluation.metrics import fad, load_embedder, preservation
+from tada.evaluation.vggish import MIN_SAMPLES, WEIGHTS_URL, VGGish, log_mel, vggish_mel_matrix
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
     import tada
     model = tada.load("toy")                                   # or a real checkpoint, or tada.wrap(pipe)
     layers = tada.localize(model, concept="tempo")             # LayerImpact (eq. 9)
-    vec = tada.caa.fit(model, "tempo", sites=layers.top(2))    # SteeringVector (eq. 2)
+    vec = tada.methods.caa.fit(model, "tempo", sites=layers.top(2))    # SteeringVector (eq. 2)
     audio = model.generate("a jazz piece", seeds=0, steer=[vec.at(40)])   # ReNorm (eq. 3)
 """
 
@@ -17,17 +17,15 @@ _LAZY = {
     "localize": "tada.localization",
     "LayerImpact": "tada.localization",
     "Audio": "tada.audio",
-    "SteeringVector": "tada.steering",
-    "caa": None,
-    "sae": None,
-    "hooks": None,
+    "SteeringVector": "tada.methods.vector",
 }
+#: submodules reachable as attributes: ``tada.caa.fit``, ``tada.sae.TopKSAE``, ``tada.hooks.Capture``
+_MODULES = {"caa": "tada.methods.caa", "sae": "tada.sae", "hooks": "tada.engine.hooks"}
 
 
 def __getattr__(name):
+    if name in _MODULES:
+        return import_module(_MODULES[name])
     if name not in _LAZY:
         raise AttributeError(f"module 'tada' has no attribute {name!r}")
-    module = _LAZY[name]
-    if module is None:
-        return import_module(f"tada.{name}")
-    return getattr(import_module(module), name)
+    return getattr(import_module(_LAZY[name]), name)

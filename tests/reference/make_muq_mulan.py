@@ -1,4 +1,4 @@
-"""Build the MuQ-MuLan reference that `tests/test_muq.py` compares `tada.scoring.muq` against.
+"""Build the MuQ-MuLan reference that `tests/test_muq.py` compares `tada.evaluation.scorers.muq` against.
 
 This runs the `muq` package itself, so it needs an environment where muq 0.1.0 works, separate from
 the one tada is installed in (muq needs transformers < 5 and torchaudio):

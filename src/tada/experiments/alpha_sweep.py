@@ -12,7 +12,7 @@ import pandas as pd
 from tada.audio import Audio
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
-from tada.steering import SteeringVector
+from tada.methods.vector import SteeringVector
 
 
 def parse_alphas(spec: str | Sequence[float]) -> list[float]:

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 from tada.audio import Audio
-from tada.caa import fit
+from tada.methods.caa import fit
 from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
-from tada.metrics import delta_alignment, load_embedder, preservation, smoothness
+from tada.evaluation.metrics import delta_alignment, load_embedder, preservation, smoothness
 from tada.models.base import AudioModel
-from tada.steering import SteeringVector
+from tada.methods.vector import SteeringVector
 
 
 @dataclass
@@ -98,12 +98,12 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     sae_vectors: optional ``{concept: SAE steering vector}`` added as an ``SAE(site)`` row.
     scorers: ``{name: Scorer}`` for alignment (default: the model's default scorer).
     fad_embed: FAD's embedding: "scorer" (the first scorer's ``embed_audio``), a name for
-        ``tada.metrics.load_embedder`` ("vggish", "clap", ...), any ``Embedder``, or None to skip FAD.
+        ``tada.evaluation.metrics.load_embedder`` ("vggish", "clap", ...), any ``Embedder``, or None to skip FAD.
     Writes results.csv, table.md, alignment.csv and curves/<concept>.png.
     """
     from tada.concepts import load_catalogue, load_eval_prompts
     from tada.report.plots import alpha_curves
-    from tada.scoring import default_scorer
+    from tada.evaluation.scorers import default_scorer
 
     settings = settings or EvalSettings()
     if 0.0 not in settings.alphas:

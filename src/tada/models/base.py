@@ -3,7 +3,7 @@
 An adapter tells the hook engine five things about its pipeline, and nothing else is family-specific:
 
 * ``denoiser``: the module called once per denoising step (``pipe.transformer`` or ``pipe.unet``);
-* ``sites``: its cross-attention modules in *execution* order (:class:`tada.hooks.Site`);
+* ``sites``: its cross-attention modules in *execution* order (:class:`tada.engine.hooks.Site`);
 * ``guidance_layout``: how guidance copies are stacked in the denoiser batch;
 * ``frame_slice(site)``: which positions of a site's output sequence are audio frames;
 * ``_pipeline_call(prompts, generators, steps, duration, guidance)``: run the pipeline, return (B, C, N).
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from tada.audio import Audio
-from tada.hooks import GuidanceLayout, Intervention, Site, check_hookable, intervene
+from tada.engine.hooks import GuidanceLayout, Intervention, Site, check_hookable, intervene
 
 
 class _StopAfterFirstCall(Exception):
@@ -71,7 +71,7 @@ class Conditioning:
 
     contexts[(site_index, kind)] = (context (B, S, D), mask (B, S) or None), kind in {"cond", "uncond"};
     rows are in prompt order. Obtained by :meth:`AudioModel.encode`, consumed by
-    :class:`tada.hooks.PatchContext`.
+    :class:`tada.engine.hooks.PatchContext`.
     """
 
     prompts: list[str]
@@ -218,8 +218,8 @@ class AudioModel:
                  interventions: Sequence[Intervention] = (), steer: Sequence = ()) -> Audio:
         """Generate one waveform per prompt, row ``b`` from ``torch.Generator().manual_seed(seeds[b])``.
 
-        interventions: :mod:`tada.hooks` objects (PatchContext, Capture, AddVector).
-        steer: steering vectors at a strength, ``[vector.at(alpha), ...]`` (see :mod:`tada.steering`);
+        interventions: :mod:`tada.engine.hooks` objects (PatchContext, Capture, AddVector).
+        steer: steering vectors at a strength, ``[vector.at(alpha), ...]`` (see :mod:`tada.methods.vector`);
             several compose (their additions are applied one after the other at each site).
         """
         prompts = check_prompts(prompts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from tada.hooks import GuidanceLayout, Site
+from tada.engine.hooks import GuidanceLayout, Site
 from tada.models.base import AudioModel, make_sites
 
 

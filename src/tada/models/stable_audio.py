@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from tada.hooks import GuidanceLayout, Site
+from tada.engine.hooks import GuidanceLayout, Site
 from tada.models.base import AudioModel, make_sites
 
 

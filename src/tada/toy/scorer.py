@@ -10,7 +10,7 @@ Text side (keywords, no learning): atom k gets +1 when one of its words from
 does not match inside "female vocal"), else 0; the vector is unit-normalized (all zeros when no
 word matches, so such a text scores 0 against every clip).
 
-similarity(audio, texts) = cosine of the two (eq. of the Scorer protocol in tada.scoring.base).
+similarity(audio, texts) = cosine of the two (eq. of the Scorer protocol in tada.evaluation.scorers.base).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tada.audio import Audio
-from tada.scoring.base import cosine_similarity
+from tada.evaluation.scorers.base import cosine_similarity
 from tada.toy.model import WEIGHTS_DIR, MelSpec
 from tada.toy.synth import INSTRUMENTS, NUM_SAMPLES, SAMPLE_RATE, VOCABULARY
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tada.activation_store import ActivationReader, ActivationWriter
-from tada.hooks import Capture
+from tada.sae.store import ActivationReader, ActivationWriter
+from tada.engine.hooks import Capture
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
 from tada.sae import TopKSAE, mean_activations, sae_direction, select_features, tfidf_scores
-from tada.steering import SteeringVector
+from tada.methods.vector import SteeringVector
 
 
 def _check_site(model: AudioModel, site: int) -> int:
@@ -79,7 +79,7 @@ def sae_vector(model: AudioModel, sae: TopKSAE, site: int, concept_or_pairs, tau
     """Score every SAE latent by eq. 6 on the concept's contrastive prompts, keep the top `tau` and
     sum their decoder columns (eq. 7). Returns the vector (applied without ReNorm, eq. 8) and the
     score table (latent, mu_concept, mu_counter, score, selected), highest score first."""
-    from tada.caa import resolve_pairs
+    from tada.methods.caa import resolve_pairs
 
     concept, pairs = resolve_pairs(concept_or_pairs, n_pairs)
     seeds = list(seeds)

@@ -18,7 +18,7 @@ import torch
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 
 from tada.audio import Audio
-from tada.scoring.base import cosine_similarity
+from tada.evaluation.scorers.base import cosine_similarity
 
 DEFAULT_CHECKPOINT = "laion/larger_clap_music"
 MIN_VOCAB = 100

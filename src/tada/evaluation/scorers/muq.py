@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tada.audio import Audio, htk_mel_filterbank
-from tada.scoring.base import cosine_similarity
+from tada.evaluation.scorers.base import cosine_similarity
 
 DEFAULT_CHECKPOINT = "OpenMuQ/MuQ-MuLan-large"
 SAMPLE_RATE = 24000

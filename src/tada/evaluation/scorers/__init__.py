@@ -7,23 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tada.scoring.base import Scorer, cosine_similarity
+from tada.evaluation.scorers.base import Scorer, cosine_similarity
 
 
 def _clap(**kw) -> Scorer:
-    from tada.scoring.clap import ClapScorer
+    from tada.evaluation.scorers.clap import ClapScorer
 
     return ClapScorer.from_pretrained(**kw)
 
 
 def _clap_tiny(**kw) -> Scorer:
-    from tada.scoring.clap import ClapScorer
+    from tada.evaluation.scorers.clap import ClapScorer
 
     return ClapScorer.random(**kw)
 
 
 def _muq(**kw) -> Scorer:
-    from tada.scoring.muq import MuQScorer
+    from tada.evaluation.scorers.muq import MuQScorer
 
     return MuQScorer.from_pretrained(**kw)
 

@@ -7,7 +7,7 @@ A steering sweep generates the same prompts and seeds at strengths alpha in {alp
 - Smoothness: standard deviation of the consecutive alignment differences along alpha (`smoothness`).
 - Preservation: LPAPS and FAD of the steered audio against the alpha = 0 audio, averaged over
   alphas (`preservation`, with `frechet_distance`, `fad` and `fad_infinity` underneath).
-- Audio quality: Audiobox Aesthetics (see `tada.scoring.aesthetics`).
+- Audio quality: Audiobox Aesthetics (see `tada.evaluation.scorers.aesthetics`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rich.progress import track
 from tada.audio import Audio
 
 if TYPE_CHECKING:
-    from tada.lpaps import LPAPS
+    from tada.evaluation.lpaps import LPAPS
 
 Embedder = Callable[[Audio], torch.Tensor]
 """Anything that maps an `Audio` batch to (N, E) embeddings, FAD's feature space: one a row (a scorer's
@@ -30,13 +30,13 @@ Embedder = Callable[[Audio], torch.Tensor]
 
 
 def load_embedder(name: str) -> Embedder:
-    """FAD's embedding by name: "vggish" (Kilgour et al.'s, every 0.96 s example; `tada.vggish`) or a scorer of
-    `tada.scoring.load_scorer` ("clap", "muq", ...), whose `embed_audio` gives one vector a row."""
+    """FAD's embedding by name: "vggish" (Kilgour et al.'s, every 0.96 s example; `tada.evaluation.vggish`) or a scorer of
+    `tada.evaluation.scorers.load_scorer` ("clap", "muq", ...), whose `embed_audio` gives one vector a row."""
     if name == "vggish":
-        from tada.vggish import VGGish
+        from tada.evaluation.vggish import VGGish
 
         return VGGish.from_pretrained().embed_frames
-    from tada.scoring import SCORERS, load_scorer
+    from tada.evaluation.scorers import SCORERS, load_scorer
 
     if name not in SCORERS:
         raise ValueError(f"unknown FAD embedding {name!r}; known: {', '.join(['vggish', *sorted(SCORERS)])}")
@@ -244,7 +244,7 @@ def preservation(
     steered: {alpha: Audio}; row i of every Audio must come from the same prompt and seed as row i of
         `reference`. An alpha = 0 entry, if present, is the baseline itself and is left out of the averages.
     reference: the alpha = 0 generations.
-    lpaps: an `tada.lpaps.LPAPS` model; LPAPS is the mean over rows of the per-pair distance.
+    lpaps: an `tada.evaluation.lpaps.LPAPS` model; LPAPS is the mean over rows of the per-pair distance.
     embed: FAD's embedding: any `Embedder`, or a name for `load_embedder` ("vggish", or a scorer whose
         `embed_audio` is used); default "clap" (laion/larger_clap_music, see docs/evaluation.md); None skips FAD.
         FAD compares the set of steered embeddings with the set of reference embeddings: at least 2 in each.

@@ -20,21 +20,17 @@ Choices (see docs/sae.md for the reasons):
 from __future__ import annotations
 
 import json
-import math
-import os
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from tada.activation_store import ActivationReader
+from tada.sae.store import ActivationReader
 
 WEIGHTS_NAME = "sae.safetensors"
 CONFIG_NAME = "cfg.json"
@@ -43,7 +39,7 @@ HISTORY_NAME = "history.csv"
 GRID_NAME = "grid.csv"
 
 
-def _positive_int(name: str, value) -> int:
+def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return value
@@ -72,10 +68,10 @@ class SaeConfig:
     """A latent is high-frequency when it fires on more than this fraction of an epoch's rows."""
 
     def __post_init__(self):
-        _positive_int("d_in", self.d_in)
-        _positive_int("expansion_factor", self.expansion_factor)
-        _positive_int("k", self.k)
-        _positive_int("dead_tokens", self.dead_tokens)
+        positive_int("d_in", self.d_in)
+        positive_int("expansion_factor", self.expansion_factor)
+        positive_int("k", self.k)
+        positive_int("dead_tokens", self.dead_tokens)
         if self.k > self.num_latents:
             raise ValueError(f"k={self.k} exceeds the number of latents {self.num_latents} "
                              f"(d_in={self.d_in} x expansion_factor={self.expansion_factor})")
@@ -318,7 +314,7 @@ class TopKSAE(nn.Module):
 Data = Tensor | ActivationReader
 
 
-def _check_data(data: Data, d_in: int) -> int:
+def check_data(data: Data, d_in: int) -> int:
     """Validate training/evaluation data and return its row count."""
     if isinstance(data, ActivationReader):
         width, rows = data.d, len(data)
@@ -335,7 +331,7 @@ def _check_data(data: Data, d_in: int) -> int:
     return rows
 
 
-def _epoch_batches(data: Data, batch_size: int, seed: int, epoch: int) -> Iterator[Tensor]:
+def epoch_batches(data: Data, batch_size: int, seed: int, epoch: int) -> Iterator[Tensor]:
     """Full, shuffled float32 batches of one epoch; the order depends only on (seed, epoch)."""
     epoch_seed = seed * 1_000_003 + epoch
     if isinstance(data, ActivationReader):
@@ -346,254 +342,8 @@ def _epoch_batches(data: Data, batch_size: int, seed: int, epoch: int) -> Iterat
         yield data[order[start:start + batch_size]].float()
 
 
-def _rows_in_order(data: Data, batch_size: int) -> Iterator[Tensor]:
+def rows_in_order(data: Data, batch_size: int) -> Iterator[Tensor]:
     if isinstance(data, ActivationReader):
         yield from data.batches(batch_size, shuffle=False)
     else:
         yield from (chunk.float() for chunk in data.split(batch_size))
-
-
-class TrainResult(NamedTuple):
-    sae: TopKSAE
-    """The trained autoencoder."""
-
-    history: pd.DataFrame
-    """One row per epoch (the last may be partial when ``max_steps`` stopped it): epoch, step,
-    rows_seen, fvu and auxk_loss (means over the epoch's batches), dead_fraction,
-    high_freq_fraction, seconds (training time so far)."""
-
-
-def default_lr(num_latents: int) -> float:
-    """Adam learning rate scaled with the latent count as in Gao et al.: 2e-4 / sqrt(num_latents / 2^14)."""
-    return 2e-4 / math.sqrt(num_latents / 2**14)
-
-
-def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 4096, lr: float | None = None,
-              seed: int = 0, out: str | Path | None = None, progress: bool = True,
-              max_steps: int | None = None, checkpoint_every: int = 500, median_sample: int = 4096) -> TrainResult:
-    """Train a TopK SAE with Adam on rows of ``data`` (a tensor (n, d_in) or an activation store).
-
-    Each step minimizes FVU + auxk_alpha * AuxK on one shuffled batch (the last short batch of an
-    epoch is dropped), then removes the decoder gradient parallel to the decoder rows, steps, and
-    renormalizes the rows. The first ``median_sample`` rows of epoch 0 initialize ``b_pre`` and the
-    encoder scale (:meth:`TopKSAE.init_from_sample_`).
-
-    Metrics per epoch:
-    - fvu: mean over the epoch's batches of sum((h - h_hat)^2) / sum((h - batch mean)^2).
-    - dead_fraction: latents that have not fired (value > 0) in the last ``cfg.dead_tokens`` training
-      rows (or in all rows seen, while fewer have been seen).
-    - high_freq_fraction: latents firing on more than ``cfg.high_freq_threshold`` of the epoch's rows.
-
-    With ``out``, a checkpoint is written every ``checkpoint_every`` steps, at each epoch end and
-    when stopping, and a run started again with the same arguments continues from it (to the same
-    result as an uninterrupted run); the finished SAE is saved there (``sae.safetensors``,
-    ``cfg.json``) with ``history.csv``.
-    """
-    rows = _check_data(data, cfg.d_in)
-    _positive_int("epochs", epochs)
-    _positive_int("batch_size", batch_size)
-    _positive_int("checkpoint_every", checkpoint_every)
-    _positive_int("median_sample", median_sample)
-    if batch_size < 2 or batch_size > rows:
-        raise ValueError(f"batch_size must be in [2, {rows}] (the number of rows); got {batch_size}")
-    if max_steps is not None:
-        _positive_int("max_steps", max_steps)
-    lr = default_lr(cfg.num_latents) if lr is None else lr
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
-    steps_per_epoch = rows // batch_size
-    total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    run = {"cfg": cfg.to_json(), "batch_size": batch_size, "lr": lr, "seed": seed, "rows": rows}
-
-    sae = TopKSAE(cfg, torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
-    state = {"step": 0, "epoch": 0, "batch": 0, "since_fired": torch.zeros(cfg.num_latents, dtype=torch.long),
-             "fire_counts": torch.zeros(cfg.num_latents, dtype=torch.long), "fvu_sum": 0.0, "auxk_sum": 0.0,
-             "rows_seen": 0, "seconds": 0.0, "history": []}
-    checkpoint = Path(out) / CHECKPOINT_NAME if out is not None else None
-    if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=True)
-        if saved["run"] != run:
-            raise ValueError(f"{checkpoint} belongs to another run: it has {saved['run']}, this call asks for {run}; "
-                             "use another out folder")
-        sae.load_state_dict(saved["sae"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-    else:
-        sample, taken = [], 0
-        for batch in _epoch_batches(data, batch_size, seed, 0):
-            sample.append(batch)
-            taken += len(batch)
-            if taken >= median_sample:
-                break
-        sae.init_from_sample_(torch.cat(sample)[:median_sample])
-
-    def save_checkpoint():
-        if checkpoint is None:
-            return
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = checkpoint.with_name(checkpoint.name + ".tmp")
-        torch.save({"run": run, "sae": sae.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, tmp)
-        os.replace(tmp, checkpoint)
-
-    def epoch_row() -> dict:
-        batches = state["batch"]
-        return {
-            "epoch": state["epoch"] + 1, "step": state["step"], "rows_seen": state["rows_seen"],
-            "fvu": state["fvu_sum"] / batches, "auxk_loss": state["auxk_sum"] / batches,
-            "dead_fraction": (state["since_fired"] >= min(cfg.dead_tokens, state["rows_seen"])).float().mean().item(),
-            "high_freq_fraction": (state["fire_counts"] > cfg.high_freq_threshold * batches * batch_size)
-            .float().mean().item(),
-            "seconds": state["seconds"]}
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("SAE m={task.fields[m]} k={task.fields[k]}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("fvu {task.fields[fvu]:.4f}"), TimeRemainingColumn(), disable=not progress)
-    with bar:
-        task = bar.add_task("train", total=total_steps, completed=state["step"], m=cfg.expansion_factor, k=cfg.k,
-                            fvu=float("nan"))
-        while state["step"] < total_steps:
-            started = time.perf_counter()
-            for batch_number, h in enumerate(_epoch_batches(data, batch_size, seed, state["epoch"])):
-                if batch_number < state["batch"]:
-                    continue  # done before the last checkpoint
-                dead = state["since_fired"] >= cfg.dead_tokens
-                result = sae(h, dead_mask=dead if cfg.auxk_alpha > 0 else None)
-                loss = result.fvu + cfg.auxk_alpha * result.auxk_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                sae.remove_parallel_decoder_grad_()
-                optimizer.step()
-                sae.normalize_decoder_()
-
-                fired = result.indices[result.latents > 0]
-                state["since_fired"] += len(h)
-                state["since_fired"][fired] = 0
-                state["fire_counts"] += torch.bincount(fired, minlength=cfg.num_latents)
-                state["fvu_sum"] += result.fvu.item()
-                state["auxk_sum"] += result.auxk_loss.item()
-                state["rows_seen"] += len(h)
-                state["step"] += 1
-                state["batch"] += 1
-                bar.update(task, advance=1, fvu=result.fvu.item())
-                stopping = state["step"] >= total_steps
-                if stopping or state["step"] % checkpoint_every == 0:
-                    state["seconds"] += time.perf_counter() - started
-                    started = time.perf_counter()
-                    save_checkpoint()
-                if stopping:
-                    break
-            else:
-                state["seconds"] += time.perf_counter() - started
-                state["history"].append(epoch_row())
-                state.update(epoch=state["epoch"] + 1, batch=0, fvu_sum=0.0, auxk_sum=0.0)
-                state["fire_counts"].zero_()
-                save_checkpoint()
-    partial_epoch = [epoch_row()] if state["batch"] > 0 else []
-    history = pd.DataFrame(state["history"] + partial_epoch)
-    if out is not None:
-        sae.save(out)
-        history.to_csv(Path(out) / HISTORY_NAME, index=False)
-    return TrainResult(sae, history)
-
-
-def grid_search(data: Data, m_values=(2, 4, 8, 16), k_values=(16, 32, 64), epochs: int = 15,
-                batch_size: int = 4096, lr: float | None = None, seed: int = 0, out: str | Path | None = None,
-                progress: bool = True, **cfg_options) -> pd.DataFrame:
-    """Train one SAE per (m, k) and tabulate its last-epoch metrics (the paper's sec. 4.2 search).
-
-    Columns: m, k, num_latents, fvu, dead_fraction, high_freq_fraction, step. With ``out``, each
-    SAE trains (resumably) in ``out/m{m}_k{k}`` and the table is rewritten to ``out/grid.csv`` after
-    each one. ``cfg_options`` go to every :class:`SaeConfig` (e.g. ``dead_tokens``).
-    """
-    if isinstance(data, ActivationReader):
-        d_in = data.d
-    elif isinstance(data, Tensor) and data.ndim == 2:
-        d_in = data.shape[1]
-    else:
-        raise TypeError(f"data must be a Tensor (n, d) or an ActivationReader; got {type(data).__name__}")
-    if not m_values or not k_values:
-        raise ValueError(f"m_values and k_values must be non-empty; got {m_values!r}, {k_values!r}")
-    configs = [SaeConfig(d_in=d_in, expansion_factor=m, k=k, **cfg_options) for m in m_values for k in k_values]
-    table = []
-    for cfg in configs:
-        folder = Path(out) / f"m{cfg.expansion_factor}_k{cfg.k}" if out is not None else None
-        history = train_sae(data, cfg, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=folder,
-                            progress=progress).history
-        last = history.iloc[-1]
-        table.append({"m": cfg.expansion_factor, "k": cfg.k, "num_latents": cfg.num_latents, "fvu": last["fvu"],
-                      "dead_fraction": last["dead_fraction"], "high_freq_fraction": last["high_freq_fraction"],
-                      "step": int(last["step"])})
-        if out is not None:
-            pd.DataFrame(table).to_csv(Path(out) / GRID_NAME, index=False)
-    return pd.DataFrame(table)
-
-
-def choose_sae(table: pd.DataFrame) -> pd.Series:
-    """The paper's rule (lowest error with the fewest dead and high-frequency latents), made exact.
-
-    Score = fvu + dead_fraction + high_freq_fraction (three fractions on one scale); the lowest
-    score wins; ties go to the lower fvu, then fewer latents, then smaller k. Returns that row.
-    """
-    needed = ["fvu", "dead_fraction", "high_freq_fraction", "num_latents", "k"]
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame from grid_search; got {type(table).__name__}")
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks columns {missing}; grid_search's table has {needed}")
-    if table.empty:
-        raise ValueError("table is empty: no SAE to choose from")
-    scored = table.assign(score=table["fvu"] + table["dead_fraction"] + table["high_freq_fraction"])
-    return scored.sort_values(["score", "fvu", "num_latents", "k"], kind="stable").iloc[0]
-
-
-@torch.no_grad()
-def mean_activations(sae: TopKSAE, activations: Data, batch_size: int = 4096) -> Tensor:
-    """mu_j(P) = (1/|P|) sum over rows h of f_j(h), for every latent j (eq. 6's TF and IDF inputs).
-
-    ``activations`` holds the rows of the generations of one prompt set. Returns float32 (num_latents,).
-    """
-    rows = _check_data(activations, sae.cfg.d_in)
-    _positive_int("batch_size", batch_size)
-    sums = torch.zeros(sae.cfg.num_latents, dtype=torch.float64)
-    for h in _rows_in_order(activations, batch_size):
-        latents, indices, _ = sae.encode(h)
-        sums.index_add_(0, indices.flatten(), latents.flatten().double())
-    return (sums / rows).float()
-
-
-def tfidf_scores(mu_concept: Tensor, mu_counter: Tensor, eps: float = 1e-6) -> Tensor:
-    """Eq. 6: score_j = mu_j(P_c) * log(1 + 1 / (mu_j(P_counter) + eps)), for every latent j."""
-    for name, mu in (("mu_concept", mu_concept), ("mu_counter", mu_counter)):
-        if not isinstance(mu, Tensor) or mu.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D tensor of mean latent activations; got "
-                             f"{tuple(mu.shape) if isinstance(mu, Tensor) else type(mu).__name__}")
-        if (mu < 0).any():
-            raise ValueError(f"{name} must be >= 0 (means of ReLU latents); its minimum is {mu.min().item():g}")
-    if mu_concept.shape != mu_counter.shape:
-        raise ValueError(f"mu_concept {tuple(mu_concept.shape)} and mu_counter {tuple(mu_counter.shape)} differ in shape")
-    if not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps must be a positive number; got {eps!r}")
-    return mu_concept * torch.log1p(1.0 / (mu_counter + eps))
-
-
-def select_features(scores: Tensor, tau: int) -> Tensor:
-    """Indices (int64) of the ``tau`` highest scores, best first; equal scores keep index order."""
-    if not isinstance(scores, Tensor) or scores.ndim != 1:
-        raise ValueError(f"scores must be a 1-D tensor; got {tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")
-    if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= len(scores):
-        raise ValueError(f"tau must be an int in [1, {len(scores)}]; got {tau!r}")
-    return torch.sort(scores, descending=True, stable=True).indices[:tau]
-
-
-def sae_direction(sae: TopKSAE, features) -> Tensor:
-    """Eq. 7: v = sum over j in F of W_dec[:, j] (paper layout; row j of our ``W_dec``). Returns (d_in,)."""
-    index = torch.as_tensor(features)
-    if index.ndim != 1 or len(index) == 0 or index.is_floating_point() or index.dtype == torch.bool:
-        raise ValueError(f"features must be a non-empty 1-D sequence of latent indices; got {features!r}")
-    if index.min() < 0 or index.max() >= sae.cfg.num_latents:
-        raise ValueError(f"feature indices must be in [0, {sae.cfg.num_latents}); got {index.tolist()}")
-    if len(index.unique()) != len(index):
-        raise ValueError(f"feature indices must be distinct; got {index.tolist()}")
-    return sae.W_dec.detach()[index].sum(0)

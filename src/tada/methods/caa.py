@@ -1,5 +1,5 @@
 """Contrastive Activation Addition: steering vectors from contrastive prompt pairs (eq. 2), applied
-with ReNorm (eq. 3, see :func:`tada.hooks.renorm`)."""
+with ReNorm (eq. 3, see :func:`tada.engine.hooks.renorm`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import torch
 
-from tada.hooks import Capture
+from tada.engine.hooks import Capture
 from tada.models.base import AudioModel, seed_list
 from tada.progress import progress_bar
-from tada.steering import SteeringVector
+from tada.methods.vector import SteeringVector
 
 
 def caa_direction(h_pos: torch.Tensor, h_neg: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from tada.hooks import AddVector
+from tada.engine.hooks import AddVector
 
 
 @dataclass

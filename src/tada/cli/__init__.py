@@ -55,7 +55,7 @@ def localize(
     """Activation patching over every cross-attention layer: Impact (eq. 9) per concept and layer."""
     import tada
     from tada.concepts import load_catalogue
-    from tada.scoring import load_scorer
+    from tada.evaluation.scorers import load_scorer
 
     m = tada.load(model)
     result = tada.localize(m, concept, n_pairs=pairs, seeds=seeds, steps=steps, captions=captions,
@@ -79,7 +79,7 @@ def caa(
 ):
     """Fit a CAA steering vector (eq. 2) on the chosen layers."""
     import tada
-    from tada.caa import fit
+    from tada.methods.caa import fit
 
     m = tada.load(model)
     vec = fit(m, concept, sites=_ints(layers), seeds=seeds, steps=steps, per_step=per_step, n_pairs=pairs)
@@ -100,7 +100,7 @@ def steer(
     """Alpha sweep: one WAV per prompt, seed and alpha (resumable)."""
     import tada
     from tada.experiments.alpha_sweep import alpha_sweep, parse_alphas
-    from tada.steering import SteeringVector
+    from tada.methods.vector import SteeringVector
 
     m = tada.load(model)
     vecs = [SteeringVector.load(v, model=m) for v in vector]
@@ -188,7 +188,7 @@ def sae_collect(
     """Write the site's outputs (every frame of every step) as float16 shards (resumable)."""
     import tada
     from tada.concepts import load_captions
-    from tada.sae_steering import collect
+    from tada.methods.sae import collect
 
     m = tada.load(model)
     texts = list(load_captions(prompts).values())[:n]
@@ -208,7 +208,7 @@ def sae_train(
     """Train a TopK SAE, or a grid of them and pick one by the paper's rule (resumable)."""
     import shutil
 
-    from tada.activation_store import ActivationReader
+    from tada.sae.store import ActivationReader
     from tada.sae import choose_sae, grid_search
 
     reader = ActivationReader(activations)
@@ -237,7 +237,7 @@ def sae_features(
     """Score SAE features by TF-IDF (eq. 6) and save the top-tau decoder sum (eq. 7) as a vector."""
     import tada
     from tada.sae import TopKSAE
-    from tada.sae_steering import sae_vector
+    from tada.methods.sae import sae_vector
 
     m = tada.load(model)
     vec, table = sae_vector(m, TopKSAE.load(sae), site, concept, tau=tau, seeds=_seeds(seeds), steps=steps,
@@ -284,8 +284,8 @@ def evaluate(
     import tada
     from tada.experiments.alpha_sweep import parse_alphas
     from tada.experiments.steering_table import EvalSettings, steering_table
-    from tada.scoring import load_scorer, offline_scorer_name, paper_scorer_names
-    from tada.steering import SteeringVector
+    from tada.evaluation.scorers import load_scorer, offline_scorer_name, paper_scorer_names
+    from tada.methods.vector import SteeringVector
 
     m = tada.load(model)
     if paper and not scorer:
@@ -300,12 +300,12 @@ def evaluate(
         sae_vecs[v.meta.get("concept")] = v
     lp = None
     if lpaps is not None:
-        from tada.lpaps import LPAPS
+        from tada.evaluation.lpaps import LPAPS
 
         lp = LPAPS.from_pretrained(lpaps)
     aes = None
     if aesthetics:
-        from tada.scoring.aesthetics import AudioboxAesthetics
+        from tada.evaluation.scorers.aesthetics import AudioboxAesthetics
 
         aes = AudioboxAesthetics.from_pretrained()
     scorers = {name: load_scorer(name) for name in scorer} or None
@@ -324,5 +324,3 @@ def main():
         raise SystemExit(2) from None
 
 
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,105 @@
+"""Impact of a layer on a concept (eq. 9), its bootstrap interval, and the LayerImpact table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SOURCE, TARGET = -2, -1  # `layer` column values of the unpatched rows: all sites get P_c~ / all get P_c
+
+
+def impact(sim_patched: np.ndarray, sim_source: np.ndarray, sim_target: np.ndarray,
+           min_denominator: float = 1e-6) -> np.ndarray:
+    """Eq. 9 as a ratio of means over (pair, seed) units:
+
+        Impact(l, c) = (mean sim(l<-c, l'<-c~) - mean sim(all<-c~)) / (mean sim(all<-c) - mean sim(all<-c~))
+
+    sim_patched: (U, L) similarities of the patched rows; sim_source, sim_target: (U,).
+    Means are taken *before* the ratio: a single unit whose target and source sound alike has a
+    denominator near zero, and a mean of per-unit ratios would be dominated by it. When the mean
+    denominator is below `min_denominator` in absolute value the concept did not change the audio at all
+    (prompting alone fails), Impact is undefined and NaN is returned for every layer.
+    """
+    sim_patched, sim_source, sim_target = map(np.asarray, (sim_patched, sim_source, sim_target))
+    if sim_patched.ndim != 2 or sim_source.shape != (sim_patched.shape[0],) or sim_target.shape != sim_source.shape:
+        raise ValueError(
+            f"expected patched (U, L), source (U,), target (U,); got {sim_patched.shape}, {sim_source.shape}, "
+            f"{sim_target.shape}"
+        )
+    if sim_patched.shape[0] == 0:
+        raise ValueError("Impact needs at least one (pair, seed) unit")
+    den = sim_target.mean() - sim_source.mean()
+    if abs(den) < min_denominator:
+        return np.full(sim_patched.shape[1], np.nan)
+    return (sim_patched.mean(axis=0) - sim_source.mean()) / den
+
+
+def bootstrap_impact(sim_patched, sim_source, sim_target, n_boot: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of :func:`impact`, resampling (pair, seed) units with replacement."""
+    sim_patched, sim_source, sim_target = map(np.asarray, (sim_patched, sim_source, sim_target))
+    rng = np.random.default_rng(seed)
+    u = sim_patched.shape[0]
+    draws = np.empty((n_boot, sim_patched.shape[1]))
+    for b in range(n_boot):
+        idx = rng.integers(0, u, u)
+        draws[b] = impact(sim_patched[idx], sim_source[idx], sim_target[idx])
+    lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0) if u > 1 else (draws[0], draws[0])
+    return lo, hi
+
+
+@dataclass
+class LayerImpact:
+    """Impact (eq. 9) per concept and site, with bootstrap intervals.
+
+    table columns: concept, layer, impact, ci_low, ci_high, units.
+    """
+
+    table: pd.DataFrame
+
+    def matrix(self) -> pd.DataFrame:
+        """concept x layer Impact."""
+        return self.table.pivot(index="concept", columns="layer", values="impact")
+
+    def top(self, k: int = 2, concept: str | None = None) -> list[int]:
+        """The `k` layers of highest Impact for `concept` (or averaged over all concepts)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1; got {k}")
+        t = self.table
+        if concept is not None:
+            if concept not in set(t.concept):
+                raise ValueError(f"no concept {concept!r} in this table; it has {sorted(set(t.concept))}")
+            t = t[t.concept == concept]
+        mean = t.groupby("layer").impact.mean().dropna().sort_values(ascending=False, kind="stable")
+        return [int(x) for x in mean.index[:k]]
+
+    def to_csv(self, path: str | Path) -> None:
+        self.table.to_csv(path, index=False)
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> "LayerImpact":
+        return cls(pd.read_csv(path))
+
+    def heatmap(self, path: str | Path, title: str | None = None) -> Path:
+        """A concept x layer heatmap like the paper's fig. 3."""
+        from tada.report.plots import impact_heatmap
+
+        return impact_heatmap(self.matrix(), path, title=title)
+
+
+def impact_table(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> LayerImpact:
+    """LayerImpact from a scores table (columns concept, pair, seed, layer, sim)."""
+    out = []
+    for concept, df in scores.groupby("concept", sort=False):
+        wide = df.pivot_table(index=["pair", "seed"], columns="layer", values="sim", aggfunc="first")
+        layers = [c for c in wide.columns if c >= 0]
+        patched, src, tgt = wide[layers].to_numpy(), wide[SOURCE].to_numpy(), wide[TARGET].to_numpy()
+        imp = impact(patched, src, tgt)
+        lo, hi = bootstrap_impact(patched, src, tgt, n_boot=n_boot, seed=seed)
+        for j, layer in enumerate(layers):
+            out.append({"concept": concept, "layer": int(layer), "impact": imp[j], "ci_low": lo[j],
+                        "ci_high": hi[j], "units": len(wide)})
+    return LayerImpact(pd.DataFrame(out))
