@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.full_configs import denoiser_call, full_size_denoiser  # noqa: E402
-from tada.engine.hooks import AddVector, GuidanceLayout, PatchContext, intervene  # noqa: E402
-from tada.models.base import AudioModel, Conditioning, make_sites  # noqa: E402
+from tada.engine import AddVector, Conditioning, GuidanceLayout, PatchContext, intervene  # noqa: E402
+from tada.models.base import AudioModel, make_sites  # noqa: E402
 
 SITE_NAMES = {
     "stable-audio": lambda den: [f"transformer_blocks.{i}.attn2" for i in range(len(den.transformer_blocks))],
@@ -49,7 +49,7 @@ class DenoiserOnly(AudioModel):
         self.guidance_layout = GuidanceLayout(LAYOUT[family])
         super().__init__(None, den, make_sites(den, SITE_NAMES[family](den)), 44100)
 
-    def frame_slice(self, site):
+    def frame_slice(self, site, duration):
         return slice(1, None) if self.name == "stable-audio" else slice(None)
 
 

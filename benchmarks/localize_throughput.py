@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TADA_QUIET", "1")
 
 import tada  # noqa: E402
-from tada.engine.hooks import PatchContext  # noqa: E402
+from tada.engine import PatchContext  # noqa: E402
 from tada.localization import run_sweep, sweep_rows  # noqa: E402
 
 PAIRS = [("a fast piano piece with drums", "a slow piano piece with drums"),

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from tada.errors import TadaError
 from tada.sae.store import ActivationReader, ActivationWriter
 
 
@@ -93,19 +94,19 @@ def test_writer_rejects_bad_input(tmp_path):
         w.add(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="shape"):
         w.add(torch.zeros(0, 3))
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TadaError, match="floating-point"):
         w.add(torch.zeros(2, 3, dtype=torch.int64))
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TadaError, match="floating-point"):
         w.add([[0.0, 0.0, 0.0]])
     with pytest.raises(ValueError, match="finite"):
         w.add(torch.full((1, 3), 1e6))
     with pytest.raises(ValueError, match="finite"):
         w.add(torch.tensor([[0.0, float("nan"), 0.0]]))
-    with pytest.raises(TypeError, match="JSON scalar"):
+    with pytest.raises(TadaError, match="JSON scalar"):
         w.add(torch.zeros(1, 3), meta={"x": [1, 2]})
-    with pytest.raises(TypeError, match="meta must be"):
+    with pytest.raises(TadaError, match="meta must be"):
         w.add(torch.zeros(1, 3), meta=[1])
-    with pytest.raises(TypeError, match="key must be"):
+    with pytest.raises(TadaError, match="key must be"):
         w.add(torch.zeros(1, 3), key=3)
     w.add(torch.zeros(1, 3), key="u")
     with pytest.raises(ValueError, match="'u' was already added"):

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import tada
+from tada.engine import Capture, renorm
+from tada.errors import TadaError
 from tada.methods.caa import caa_direction, fit
-from tada.engine.hooks import Capture, renorm
 from tada.methods.vector import SteeringVector
 
 PAIRS = [("fast piano", "slow piano"), ("fast jazz with drums", "slow jazz with drums")]
@@ -110,7 +111,7 @@ def test_bad_steering_input(model):
     wrong = SteeringVector({0: torch.ones(model.sites[0].dim + 2)}, {0: model.sites[0].name})
     with pytest.raises(ValueError, match="width"):
         model.generate(["a song"], [0], steer=[wrong.at(1.0)])
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(TadaError, match="is not a site"):
         fit(model, PAIRS, sites=[len(model.sites)])
     with pytest.raises(ValueError, match="empty"):
         fit(model, [], sites=[0])

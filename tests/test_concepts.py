@@ -22,7 +22,15 @@ from tada.concepts import (
     load_steering_bases,
 )
 from tada.concepts.catalogue import match_case, plural
-from tada.concepts.pairs import BOTH_PRESENT, DUPLICATE, NO_KEYWORD, OVER_LIMIT, TERM_LEFT, UNCHANGED
+from tada.concepts.pairs import (
+    BOTH_PRESENT,
+    DUPLICATE,
+    NO_KEYWORD,
+    OVER_LIMIT,
+    TERM_LEFT,
+    UNCHANGED,
+)
+from tada.errors import TadaError
 
 PAPER_CONCEPTS = ["vocal_gender", "tempo", "mood", "drums", "flute", "guitar", "maracas", "trumpet", "violin",
                   "piano", "jazz", "techno", "reggae"]
@@ -169,9 +177,9 @@ def test_build_pairs_limit_is_seeded_and_keeps_corpus_order():
 
 
 @pytest.mark.parametrize("args, error, message", [
-    (("tempo", ["a"]), TypeError, "concept must be a Concept"),
-    ((None, "a bell"), TypeError, "captions must be a list of strings"),
-    ((None, ["a bell", 3]), TypeError, "caption '1' must be a string"),
+    (("tempo", ["a"]), TadaError, "concept must be a Concept"),
+    ((None, "a bell"), TadaError, "captions must be a list of strings"),
+    ((None, ["a bell", 3]), TadaError, "caption '1' must be a string"),
     ((None, ["a bell"], 0), ValueError, "n must be a positive integer"),
     ((None, ["a bell"], 2.5), ValueError, "n must be a positive integer"),
 ])
@@ -203,7 +211,7 @@ def test_toy_vocabulary_is_in_the_catalogue(catalogue):
 
 
 def test_unknown_concept_error_lists_known_names(catalogue):
-    with pytest.raises(KeyError, match="unknown concept 'tuba'; known concepts: vocal_gender, tempo, mood"):
+    with pytest.raises(TadaError, match="unknown concept 'tuba'; known concepts: vocal_gender, tempo, mood"):
         catalogue["tuba"]
 
 
@@ -289,7 +297,7 @@ def test_contrastive_prompts_skip_bases_naming_the_concept(catalogue):
 
 
 @pytest.mark.parametrize("bases, n, error, message", [
-    ("a song", None, TypeError, "bases must be a sequence of strings"),
+    ("a song", None, TadaError, "bases must be a sequence of strings"),
     (["a song", ""], None, ValueError, "every base must be a non-empty string"),
     (["a song"], 0, ValueError, "n must be a positive integer"),
     (["a song"], 4, ValueError, "n=4 but concept 'bells' has only 1 contrastive prompts"),
@@ -401,7 +409,7 @@ def test_load_catalogue_rejects_bad_paths(tmp_path):
         load_catalogue(tmp_path / "absent.yaml")
     with pytest.raises(ValueError, match="must end in .yaml, .yml or .json"):
         load_catalogue(tmp_path / "concepts.txt")
-    with pytest.raises(TypeError, match="path must be a file path"):
+    with pytest.raises(TadaError, match="path must be a file path"):
         load_catalogue(3)
     with pytest.raises(ValueError, match="merge=False needs at least one catalogue file"):
         load_catalogue(merge=False)

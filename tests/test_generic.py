@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import tada
-from tada.engine.hooks import PatchContext
+from tada.engine import PatchContext
+from tada.errors import TadaError
 from tada.models.generic import GenericModel
 from tada.models.tiny import build_tiny_audioldm2, build_tiny_stable_audio
 
@@ -33,5 +34,5 @@ def test_a_pipeline_without_a_denoiser_is_refused():
     class NotAPipeline:
         pass
 
-    with pytest.raises(TypeError, match="no denoiser"):
+    with pytest.raises(TadaError, match="no denoiser"):
         tada.wrap(NotAPipeline())

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 import tada
-from tada.models.tiny import build_tiny_ace_step, build_tiny_audioldm2, build_tiny_stable_audio
+from tada.models.tiny import (
+    build_tiny_ace_step,
+    build_tiny_audioldm2,
+    build_tiny_stable_audio,
+)
 
 
 @pytest.mark.parametrize("builder", [build_tiny_stable_audio, build_tiny_audioldm2, build_tiny_ace_step])

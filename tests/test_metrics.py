@@ -6,6 +6,7 @@ import scipy.linalg
 import torch
 
 from tada.audio import Audio
+from tada.errors import TadaError
 from tada.evaluation.metrics import (
     FadInfinity,
     Preservation,
@@ -18,7 +19,6 @@ from tada.evaluation.metrics import (
     preservation,
     smoothness,
 )
-
 
 # ---------------------------------------------------------------- delta alignment and smoothness
 
@@ -72,7 +72,7 @@ def test_smoothness_bad_input(alphas, sims, match):
 def test_delta_alignment_needs_two_alphas_and_numbers():
     with pytest.raises(ValueError, match="at least two"):
         delta_alignment([1.0], [0.2])
-    with pytest.raises(TypeError, match="numeric"):
+    with pytest.raises(TadaError, match="numeric"):
         delta_alignment(["a", "b"], [0.1, 0.2])
 
 
@@ -247,13 +247,13 @@ def test_preservation_optional_parts_and_errors():
     assert only_lpaps.fad is None and only_lpaps.lpaps == pytest.approx(1.0)
     with pytest.raises(ValueError, match="lpaps=.*embed="):
         preservation({1: ref}, ref, embed=None)
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(TadaError, match="callable"):
         preservation({1: ref}, ref, embed=3)
     with pytest.raises(ValueError, match="non-zero alpha"):
         preservation({0: ref}, ref, lpaps=_AbsDiffLpaps(), embed=None)
     with pytest.raises(ValueError, match="3 rows but reference has 2"):
         preservation({1: Audio(torch.zeros(3, 1, 8), 8000)}, ref, lpaps=_AbsDiffLpaps(), embed=None)
-    with pytest.raises(TypeError, match="must be an Audio"):
+    with pytest.raises(TadaError, match="must be an Audio"):
         preservation({1: torch.zeros(2, 1, 8)}, ref, lpaps=_AbsDiffLpaps(), embed=None)
 
 

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tada.audio import Audio
+from tada.errors import TadaError
 from tada.evaluation.scorers import load_scorer
 from tada.evaluation.scorers.muq import MuQMuLan, MuQScorer
 
@@ -82,7 +83,7 @@ def test_hidden_state_index(model, reference):
     layers = len(encoder.conformer.layers)
     torch.testing.assert_close(encoder.hidden_state(wav, 0), encoder.conv(encoder.mel(wav)))
     torch.testing.assert_close(encoder.hidden_state(wav, -1), encoder.hidden_state(wav, layers))
-    with pytest.raises(IndexError, match="out of range for 2 layers"):
+    with pytest.raises(TadaError, match="out of range for 2 layers"):
         encoder.hidden_state(wav, layers + 1)
 
 
@@ -157,9 +158,9 @@ def test_scorer_protocol(reference):
     torch.testing.assert_close(sims, expected.repeat(2, 1), atol=2e-5, rtol=0)
     resampled = scorer.embed_audio(Audio(torch.randn(1, 1, 12000), 48000))  # 0.25 s at 48 kHz -> 6000 samples
     assert resampled.shape == (1, 16)
-    with pytest.raises(TypeError, match="non-empty list"):
+    with pytest.raises(TadaError, match="non-empty list"):
         scorer.embed_text([])
-    with pytest.raises(TypeError, match="non-empty"):
+    with pytest.raises(TadaError, match="non-empty"):
         scorer.embed_text(["ok", " "])
-    with pytest.raises(TypeError, match="Audio"):
+    with pytest.raises(TadaError, match="Audio"):
         scorer.embed_audio(tensors["wavs_long"])

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from tada.sae.store import ActivationReader, ActivationWriter
+from tada.errors import TadaError
 from tada.sae import (
     SaeConfig,
     TopKSAE,
@@ -22,6 +22,7 @@ from tada.sae import (
     tfidf_scores,
     train_sae,
 )
+from tada.sae.store import ActivationReader, ActivationWriter
 
 
 def _hand_sae() -> TopKSAE:
@@ -326,12 +327,12 @@ def test_config_and_input_errors():
         SaeConfig(d_in=4, k=2, auxk_alpha=-1)
     with pytest.raises(ValueError, match="high_freq_threshold"):
         SaeConfig(d_in=4, k=2, high_freq_threshold=1.5)
-    with pytest.raises(TypeError, match="SaeConfig"):
+    with pytest.raises(TadaError, match="SaeConfig"):
         TopKSAE({"d_in": 4})
     sae = _hand_sae()
     with pytest.raises(ValueError, match=r"d_in=2\); got \(3, 5\)"):
         sae.encode(torch.zeros(3, 5))
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TadaError, match="floating-point"):
         sae.encode(torch.zeros(3, 2, dtype=torch.long))
 
 
@@ -345,7 +346,7 @@ def test_train_errors():
         train_sae(torch.randn(10, 4), cfg, batch_size=11, progress=False)
     with pytest.raises(ValueError, match="lr"):
         train_sae(torch.randn(10, 4), cfg, batch_size=5, lr=-1.0, progress=False)
-    with pytest.raises(TypeError, match="ActivationReader"):
+    with pytest.raises(TadaError, match="ActivationReader"):
         train_sae([[0.0] * 4], cfg, progress=False)
     with pytest.raises(ValueError, match="epochs"):
         train_sae(torch.randn(10, 4), cfg, epochs=0, batch_size=5, progress=False)

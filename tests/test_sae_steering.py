@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import tada
-from tada.engine.hooks import Capture
-from tada.sae import SaeConfig, TopKSAE, train_sae
+from tada.engine import Capture
+from tada.errors import TadaError
 from tada.methods.sae import collect, mean_features, sae_vector
+from tada.sae import SaeConfig, TopKSAE, train_sae
 
 PAIRS = [("fast piano", "slow piano"), ("happy jazz", "sad jazz")]
 
@@ -25,7 +26,7 @@ def store(model, tmp_path_factory):
 def test_collect_writes_every_frame_of_every_step(model, store):
     cap = Capture(sites=[2], reduce=None, per_step=True)
     model.generate(["fast piano"], [0], steps=3, interventions=[cap])
-    frames = model.frame_slice(model.sites[2])  # after the global token, up to the requested duration
+    frames = cap.frames[2]  # after the global token, up to the requested duration
     n_frames = len(range(cap.result[2][0].shape[1])[frames])
     assert 0 < n_frames < cap.result[2][0].shape[1]
     assert len(store) == 3 * 2 * 3 * n_frames and store.d == model.sites[2].dim
@@ -45,7 +46,7 @@ def test_mean_features_and_sae_vector_follow_eq_6_and_7(model, store):
     mu = mean_features(model, sae, 2, ["fast piano"], seeds=[0], steps=3)
     cap = Capture(sites=[2], reduce=None, per_step=True)
     model.generate(["fast piano"], [0], steps=3, interventions=[cap])
-    rows = torch.stack(cap.result[2], 1)[0, :, model.frame_slice(model.sites[2])].reshape(-1, store.d)
+    rows = torch.stack(cap.result[2], 1)[0, :, cap.frames[2]].reshape(-1, store.d)
     dense = torch.zeros(rows.shape[0], sae.cfg.num_latents)
     latents, indices, _ = sae.encode(rows)
     dense.scatter_(1, indices, latents)
@@ -64,5 +65,5 @@ def test_sae_of_the_wrong_width_is_refused(model):
     sae = TopKSAE(SaeConfig(d_in=model.sites[0].dim + 1, expansion_factor=2, k=2))
     with pytest.raises(ValueError, match="width"):
         mean_features(model, sae, 0, ["a song"])
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(TadaError, match="is not a site"):
         mean_features(model, sae, 99, ["a song"])

@@ -9,9 +9,19 @@ import torch
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
 
 from tada.audio import Audio
+from tada.errors import TadaError
 from tada.evaluation.scorers import SCORERS, Scorer, load_scorer, paper_scorer_names
-from tada.evaluation.scorers.aesthetics import AXES, AudioboxAesthetics, inference_windows
-from tada.evaluation.scorers.clap import CHECK_PROMPTS, ClapScorer, _tiny_tokenizer, window_starts
+from tada.evaluation.scorers.aesthetics import (
+    AXES,
+    AudioboxAesthetics,
+    inference_windows,
+)
+from tada.evaluation.scorers.clap import (
+    CHECK_PROMPTS,
+    ClapScorer,
+    _tiny_tokenizer,
+    window_starts,
+)
 
 SR = 48000
 
@@ -153,11 +163,11 @@ def test_clap_save_and_load_local_folder(tmp_path, clap):
 def test_clap_bad_input(tmp_path, clap):
     with pytest.raises(FileNotFoundError, match="cannot load CLAP checkpoint"):
         ClapScorer.from_pretrained(tmp_path / "missing")
-    with pytest.raises(TypeError, match="list of strings"):
+    with pytest.raises(TadaError, match="list of strings"):
         clap.embed_text("a jazz piece")
-    with pytest.raises(TypeError, match="Audio"):
+    with pytest.raises(TadaError, match="Audio"):
         clap.embed_audio(torch.zeros(1, 1, 100))
-    with pytest.raises(TypeError, match="ClapModel"):
+    with pytest.raises(TadaError, match="ClapModel"):
         ClapScorer(torch.nn.Linear(2, 2), clap.feature_extractor, clap.tokenizer)
     with pytest.raises(ValueError, match="batch_size"):
         ClapScorer(clap.model, clap.feature_extractor, clap.tokenizer, batch_size=0)
@@ -185,7 +195,7 @@ def test_paper_scorers_are_clap_and_muq_for_real_models():
 def test_load_scorer_unknown_name_lists_known():
     with pytest.raises(ValueError, match="clap, clap-tiny, muq, toy"):
         load_scorer("vggish")
-    with pytest.raises(TypeError, match="str"):
+    with pytest.raises(TadaError, match="str"):
         load_scorer(3)
 
 
@@ -250,7 +260,7 @@ def test_aesthetics_bad_input():
     with pytest.raises(ValueError, match="target_transform"):
         AudioboxAesthetics(_MaskedMeanAes({"CE": {"mean": 0, "std": 1}}))
     scorer = AudioboxAesthetics(_MaskedMeanAes({axis: {"mean": 0, "std": 1} for axis in AXES}))
-    with pytest.raises(TypeError, match="Audio"):
+    with pytest.raises(TadaError, match="Audio"):
         scorer.score(torch.zeros(1, 1, 16000))
 
 

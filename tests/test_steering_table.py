@@ -5,20 +5,23 @@ import pytest
 import torch
 
 import tada
-from tada.experiments.alpha_sweep import parse_alphas
-from tada.experiments.steering_table import EvalSettings, configurations, steering_table
+from tada.engine import Site
+from tada.errors import TadaError
 from tada.evaluation.lpaps import LPAPS
 from tada.evaluation.scorers import load_scorer
+from tada.experiments.alpha_sweep import parse_alphas
+from tada.experiments.steering_table import EvalSettings, configurations, steering_table
 from tada.methods.vector import SteeringVector
 
 
 def test_configurations_cover_the_papers_rows():
-    cfg = configurations(5, [1, 2])
+    sites = [Site(i, f"blocks.{i}.attn2", torch.nn.Identity(), 4, 4) for i in range(5)]
+    cfg = configurations(sites, [1, 2])
     assert cfg == {"layers {1,2}": [1, 2], "all layers": [0, 1, 2, 3, 4], "all but {1,2}": [0, 3, 4]}
-    with pytest.raises(IndexError, match="out of range"):
-        configurations(5, [7])
-    with pytest.raises(ValueError, match="at least one"):
-        configurations(5, [])
+    with pytest.raises(TadaError, match=r"site 7 is not a site .* indices 0\.\.4"):
+        configurations(sites, [7])
+    with pytest.raises(TadaError, match="at least one"):
+        configurations(sites, [])
 
 
 def test_parse_alphas():

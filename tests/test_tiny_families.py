@@ -14,6 +14,7 @@ import torch
 from diffusers.models.attention_processor import Attention
 from diffusers.models.transformers.ace_step_transformer import AceStepAttention
 
+from tada.errors import TadaError
 from tada.models.tiny import (
     MUSIC_WORDS,
     build_tiny_ace_step,
@@ -172,7 +173,7 @@ def test_every_module_is_in_eval_mode(builder):
 @pytest.mark.parametrize("builder", BUILDERS)
 @pytest.mark.parametrize("bad", ["0", 1.5, True, None])
 def test_seed_of_wrong_type_is_rejected(builder, bad):
-    with pytest.raises(TypeError, match="seed must be an int"):
+    with pytest.raises(TadaError, match="seed must be an int"):
         builder(bad)
 
 
@@ -183,7 +184,7 @@ def test_negative_seed_is_rejected(builder):
 
 
 def test_turbo_flag_must_be_bool():
-    with pytest.raises(TypeError, match="turbo must be a bool"):
+    with pytest.raises(TadaError, match="turbo must be a bool"):
         build_tiny_ace_step(0, turbo="yes")
 
 

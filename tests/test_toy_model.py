@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tada.audio import htk_mel_filterbank
+from tada.errors import TadaError
 from tada.toy.model import DEFAULT_TRANSFORMER, WEIGHTS_DIR, MelSpec, ToyPipeline
 from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE, make_example
 
@@ -181,13 +182,13 @@ def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
         ToyPipeline.random(0, num_layerz=3)
     with pytest.raises(ValueError, match="one torch.Generator per prompt"):
         pipe(["a", "b"], gens(0), num_inference_steps=1)
-    with pytest.raises(TypeError, match="list of strings"):
+    with pytest.raises(TadaError, match="list of strings"):
         pipe("a", gens(0), num_inference_steps=1)
     with pytest.raises(ValueError, match="latents must have shape"):
         pipe(["a"], gens(0), num_inference_steps=1, latents=torch.zeros(1, 3, 3))
     with pytest.raises(ValueError, match="num_inference_steps"):
         pipe(["a"], gens(0), num_inference_steps=0)
-    with pytest.raises(TypeError, match="list of strings"):
+    with pytest.raises(TadaError, match="list of strings"):
         pipe.encode_prompt("a")
     with pytest.raises(ValueError, match="mean/std need 64"):
         MelSpec(mean=[0.0])

@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from tada.audio import Audio
+from tada.errors import TadaError
 from tada.evaluation.scorers.base import Scorer
-from tada.toy.scorer import ATOMS, GROUPS, ToyScorer, atom_probabilities, attribute_targets, text_atoms
+from tada.toy.scorer import (
+    ATOMS,
+    GROUPS,
+    ToyScorer,
+    atom_probabilities,
+    attribute_targets,
+    text_atoms,
+)
 from tada.toy.synth import SAMPLE_RATE, make_example
 
 INDEX = {atom: k for k, atom in enumerate(ATOMS)}
@@ -99,11 +107,11 @@ def test_other_sample_rates_and_lengths_are_accepted(scorer, fresh):
 
 
 def test_bad_inputs_raise_clear_errors(scorer, tmp_path):
-    with pytest.raises(TypeError, match="Audio"):
+    with pytest.raises(TadaError, match="Audio"):
         scorer.embed_audio(torch.zeros(1, 1, 100))
-    with pytest.raises(TypeError, match="list of strings"):
+    with pytest.raises(TadaError, match="list of strings"):
         scorer.embed_text("fast")
-    with pytest.raises(TypeError, match="must be a str"):
+    with pytest.raises(TadaError, match="must be a str"):
         text_atoms(3)
     with pytest.raises(FileNotFoundError, match="scorer_config.json"):
         ToyScorer.from_pretrained(tmp_path)

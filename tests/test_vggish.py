@@ -3,8 +3,15 @@ import pytest
 import torch
 
 from tada.audio import Audio
+from tada.errors import TadaError
 from tada.evaluation.metrics import fad, load_embedder, preservation
-from tada.evaluation.vggish import MIN_SAMPLES, WEIGHTS_URL, VGGish, log_mel, vggish_mel_matrix
+from tada.evaluation.vggish import (
+    MIN_SAMPLES,
+    WEIGHTS_URL,
+    VGGish,
+    log_mel,
+    vggish_mel_matrix,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,7 @@ def test_examples_count_and_minimum_length(vggish):
     assert vggish.examples(Audio(torch.zeros(3, 1, 32000), 16000)).shape == (6, 1, 96, 64)  # 198 frames -> 2 a row
     with pytest.raises(ValueError, match="at least 0.975 s"):
         vggish.examples(Audio(torch.zeros(1, 1, 15599), 16000))
-    with pytest.raises(TypeError, match="Audio"):
+    with pytest.raises(TadaError, match="Audio"):
         vggish.examples(torch.zeros(1, 16000))
 
 

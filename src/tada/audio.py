@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tada.errors import TadaError
+
 
 @dataclass
 class Audio:
@@ -22,11 +24,11 @@ class Audio:
 
     def __post_init__(self):
         if self.waveform.ndim != 3:
-            raise ValueError(
+            raise TadaError(
                 f"Audio.waveform must be (batch, channels, samples); got shape {tuple(self.waveform.shape)}"
             )
         if int(self.sample_rate) <= 0:
-            raise ValueError(f"Audio.sample_rate must be a positive integer; got {self.sample_rate!r}")
+            raise TadaError(f"Audio.sample_rate must be a positive integer; got {self.sample_rate!r}")
         self.sample_rate = int(self.sample_rate)
 
     def __len__(self) -> int:
@@ -59,10 +61,10 @@ class Audio:
     @staticmethod
     def cat(parts: list["Audio"]) -> "Audio":
         if not parts:
-            raise ValueError("Audio.cat needs at least one Audio")
+            raise TadaError("Audio.cat needs at least one Audio")
         rates = {p.sample_rate for p in parts}
         if len(rates) != 1:
-            raise ValueError(f"Audio.cat needs one sample rate; got {sorted(rates)}")
+            raise TadaError(f"Audio.cat needs one sample rate; got {sorted(rates)}")
         return Audio(torch.cat([p.waveform for p in parts]), parts[0].sample_rate)
 
     def save(self, folder: str | Path, names: list[str] | None = None) -> list[Path]:
@@ -73,7 +75,7 @@ class Audio:
         folder.mkdir(parents=True, exist_ok=True)
         names = names or [f"{i:04d}" for i in range(len(self))]
         if len(names) != len(self):
-            raise ValueError(f"got {len(names)} names for {len(self)} waveforms")
+            raise TadaError(f"got {len(names)} names for {len(self)} waveforms")
         paths = []
         for name, wav in zip(names, self.waveform):
             path = folder / (name if name.endswith(".wav") else f"{name}.wav")
@@ -87,20 +89,20 @@ class Audio:
         import soundfile as sf
 
         if not paths:
-            raise ValueError("Audio.load needs at least one path")
+            raise TadaError("Audio.load needs at least one path")
         waves, rates = [], set()
         for p in paths:
             try:
                 data, sr = sf.read(str(p), dtype="float32", always_2d=True)
             except Exception as err:  # soundfile raises several types for corrupt files
-                raise ValueError(f"cannot read audio file {p}: {err}") from err
+                raise TadaError(f"cannot read audio file {p}: {err}") from err
             waves.append(torch.from_numpy(data.T.copy()))
             rates.add(sr)
         if len(rates) != 1:
-            raise ValueError(f"files have different sample rates {sorted(rates)}")
+            raise TadaError(f"files have different sample rates {sorted(rates)}")
         lengths = {w.shape[-1] for w in waves}
         if len(lengths) != 1:
-            raise ValueError(f"files have different lengths {sorted(lengths)}; trim or pad them first")
+            raise TadaError(f"files have different lengths {sorted(lengths)}; trim or pad them first")
         return Audio(torch.stack(waves), rates.pop())
 
 
@@ -108,7 +110,7 @@ def htk_mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float, 
     """(n_mels, n_fft//2+1) triangular filters equally spaced on the HTK mel scale, peak 1, no area
     normalisation (torchaudio's `melscale_fbanks(norm=None, mel_scale="htk")`)."""
     if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ValueError(f"need 0 <= f_min < f_max <= {sample_rate / 2}; got f_min={f_min}, f_max={f_max}")
+        raise TadaError(f"need 0 <= f_min < f_max <= {sample_rate / 2}; got f_min={f_min}, f_max={f_max}")
 
     def hz_to_mel(f):
         return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)

@@ -208,8 +208,8 @@ def sae_train(
     """Train a TopK SAE, or a grid of them and pick one by the paper's rule (resumable)."""
     import shutil
 
-    from tada.sae.store import ActivationReader
     from tada.sae import choose_sae, grid_search
+    from tada.sae.store import ActivationReader
 
     reader = ActivationReader(activations)
     table = grid_search(reader, m_values=_ints(expansion), k_values=_ints(k), epochs=epochs, batch_size=batch_size,
@@ -236,8 +236,8 @@ def sae_features(
 ):
     """Score SAE features by TF-IDF (eq. 6) and save the top-tau decoder sum (eq. 7) as a vector."""
     import tada
-    from tada.sae import TopKSAE
     from tada.methods.sae import sae_vector
+    from tada.sae import TopKSAE
 
     m = tada.load(model)
     vec, table = sae_vector(m, TopKSAE.load(sae), site, concept, tau=tau, seeds=_seeds(seeds), steps=steps,
@@ -282,9 +282,13 @@ def evaluate(
 ):
     """The steering table (Table 1): alpha sweeps per configuration and every metric of sec. 4.2."""
     import tada
+    from tada.evaluation.scorers import (
+        load_scorer,
+        offline_scorer_name,
+        paper_scorer_names,
+    )
     from tada.experiments.alpha_sweep import parse_alphas
     from tada.experiments.steering_table import EvalSettings, steering_table
-    from tada.evaluation.scorers import load_scorer, offline_scorer_name, paper_scorer_names
     from tada.methods.vector import SteeringVector
 
     m = tada.load(model)

@@ -11,7 +11,14 @@ from tada.concepts.catalogue import (
     load_eval_prompts,
     load_steering_bases,
 )
-from tada.concepts.pairs import DROP_REASONS, Pair, PairSet, SelectionReport, build_pairs, load_captions
+from tada.concepts.pairs import (
+    DROP_REASONS,
+    Pair,
+    PairSet,
+    SelectionReport,
+    build_pairs,
+    load_captions,
+)
 
 __all__ = [
     "DROP_REASONS",

@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from tada.errors import MissingFileError, TadaError
+
 KINDS = ("binary", "swap")
 """``binary``: c~ is the opposite value of the same attribute (female/male, fast/slow, happy/sad).
 ``swap``: c~ is another member of the same category put in c's place (violin -> trumpet, jazz -> reggae)."""
@@ -166,18 +168,18 @@ class Concept:
         if bases is None:
             bases = load_steering_bases()
         if isinstance(bases, str) or not isinstance(bases, Sequence):
-            raise TypeError(f"bases must be a sequence of strings, got {type(bases).__name__}")
+            raise TadaError(f"bases must be a sequence of strings, got {type(bases).__name__}")
         for base in bases:
             if not isinstance(base, str) or not base.strip():
-                raise ValueError(f"every base must be a non-empty string, got {base!r}")
+                raise TadaError(f"every base must be a non-empty string, got {base!r}")
         usable = [b for b in bases if not self.has_concept(b) and not self.has_counter(b)]
         prompts = [(t.positive.format(base=b), t.negative.format(base=b)) for t in self.templates for b in usable]
         if n is None:
             return prompts
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer or None, got {n!r}")
+            raise TadaError(f"n must be a positive integer or None, got {n!r}")
         if n > len(prompts):
-            raise ValueError(f"n={n} but concept {self.name!r} has only {len(prompts)} contrastive prompts "
+            raise TadaError(f"n={n} but concept {self.name!r} has only {len(prompts)} contrastive prompts "
                              f"({len(self.templates)} templates x {len(usable)} usable bases of {len(bases)})")
         return prompts[:n]
 
@@ -307,7 +309,7 @@ class Catalogue(Mapping[str, Concept]):
         try:
             return self._concepts[name]
         except KeyError:
-            raise KeyError(f"unknown concept {name!r}; known concepts: {', '.join(self._concepts)}") from None
+            raise TadaError(f"unknown concept {name!r}; known concepts: {', '.join(self._concepts)}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._concepts)
@@ -334,7 +336,7 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     repeated = {k for k in keys if keys.count(k) > 1}
     if repeated:
-        raise ValueError(f"repeated key {sorted(repeated)[0]!r}")
+        raise TadaError(f"repeated key {sorted(repeated)[0]!r}")
     return dict(pairs)
 
 
@@ -409,9 +411,9 @@ def _read_catalogue_text(text: str, suffix: str, source: str) -> tuple[list[Conc
 def _read_catalogue_file(path: PathArg) -> tuple[list[Concept], str]:
     path = Path(path)
     if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-        raise ValueError(f"{path}: catalogue files must end in .yaml, .yml or .json")
+        raise TadaError(f"{path}: catalogue files must end in .yaml, .yml or .json")
     if not path.is_file():
-        raise FileNotFoundError(f"concept catalogue {path} does not exist")
+        raise MissingFileError(f"concept catalogue {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -438,9 +440,9 @@ def load_catalogue(path: PathArg | Sequence[PathArg] | None = None, *, merge: bo
     elif isinstance(path, Sequence) and all(isinstance(p, (str, PathLike)) for p in path):
         paths = list(path)
     else:
-        raise TypeError(f"path must be a file path, a list of file paths or None, got {path!r}")
+        raise TadaError(f"path must be a file path, a list of file paths or None, got {path!r}")
     if not paths and not merge:
-        raise ValueError("merge=False needs at least one catalogue file to load instead of the shipped one")
+        raise TadaError("merge=False needs at least one catalogue file to load instead of the shipped one")
     concepts: list[Concept] = []
     sources: list[tuple[str, str]] = []
     if merge or not paths:
@@ -461,14 +463,14 @@ def _read_lines(path: PathArg | None, shipped_name: str) -> list[str]:
     else:
         source = str(path)
         if not Path(path).is_file():
-            raise FileNotFoundError(f"prompt file {path} does not exist")
+            raise MissingFileError(f"prompt file {path} does not exist")
         try:
             text = Path(path).read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
+            raise TadaError(f"{path}: not UTF-8 text: {exc}") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
-        raise ValueError(f"{source}: holds no prompts (expected one prompt per line)")
+        raise TadaError(f"{source}: holds no prompts (expected one prompt per line)")
     return lines
 
 

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tada.concepts.catalogue import Concept, shipped_data
+from tada.errors import MissingFileError, TadaError
 
 NO_KEYWORD = "no keyword"
 BOTH_PRESENT = "both variants present"
@@ -99,18 +100,18 @@ class PairSet:
         rows = _csv_rows(_read_text(path), str(path), PAIR_COLUMNS)
         concepts = sorted({row["concept"] for row in rows})
         if len(concepts) != 1:
-            raise ValueError(f"{path}: a pair file holds one concept, found {concepts}")
+            raise TadaError(f"{path}: a pair file holds one concept, found {concepts}")
         return cls(concepts[0], tuple(Pair(row["id"], row["positive"], row["negative"]) for row in rows))
 
 
 def _read_text(path: str | PathLike) -> str:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"CSV file {path} does not exist")
+        raise MissingFileError(f"CSV file {path} does not exist")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
+        raise TadaError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def _csv_rows(text: str, source: str, required: Sequence[str]) -> list[dict[str, str]]:
@@ -119,17 +120,17 @@ def _csv_rows(text: str, source: str, required: Sequence[str]) -> list[dict[str,
         header = reader.fieldnames
         rows = list(reader)
     except csv.Error as exc:
-        raise ValueError(f"{source}: not a readable CSV file: {exc}") from None
+        raise TadaError(f"{source}: not a readable CSV file: {exc}") from None
     if not header:
-        raise ValueError(f"{source}: empty file; expected a header with columns {', '.join(required)}")
+        raise TadaError(f"{source}: empty file; expected a header with columns {', '.join(required)}")
     missing = [c for c in required if c not in header]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {', '.join(missing)}; found columns {', '.join(header)}")
+        raise TadaError(f"{source}: missing column(s) {', '.join(missing)}; found columns {', '.join(header)}")
     for line, row in enumerate(rows, start=2):
         if None in row or any(value is None for value in row.values()):
-            raise ValueError(f"{source}: line {line} does not have one value per column of the header")
+            raise TadaError(f"{source}: line {line} does not have one value per column of the header")
     if not rows:
-        raise ValueError(f"{source}: has a header but no rows")
+        raise TadaError(f"{source}: has a header but no rows")
     return rows
 
 
@@ -148,9 +149,9 @@ def load_captions(path: str | PathLike | None = None) -> dict[str, str]:
         key = row["id"].strip() if "id" in row else str(number)
         caption = row["caption"].strip()
         if not key or not caption:
-            raise ValueError(f"{source}: row {number + 1} has an empty {'id' if not key else 'caption'}")
+            raise TadaError(f"{source}: row {number + 1} has an empty {'id' if not key else 'caption'}")
         if key in captions:
-            raise ValueError(f"{source}: id {key!r} appears twice")
+            raise TadaError(f"{source}: id {key!r} appears twice")
         captions[key] = caption
     return captions
 
@@ -165,18 +166,18 @@ def build_pairs(concept: Concept, captions: Sequence[str] | dict[str, str], n: i
     ``captions`` is a list of strings (ids are their positions) or a dict id -> caption.
     """
     if not isinstance(concept, Concept):
-        raise TypeError(f"concept must be a Concept (e.g. load_catalogue()['tempo']), got {type(concept).__name__}")
+        raise TadaError(f"concept must be a Concept (e.g. load_catalogue()['tempo']), got {type(concept).__name__}")
     if isinstance(captions, dict):
         items = [(str(k), v) for k, v in captions.items()]
     elif isinstance(captions, Sequence) and not isinstance(captions, str):
         items = [(str(i), v) for i, v in enumerate(captions)]
     else:
-        raise TypeError(f"captions must be a list of strings or a dict id -> caption, got {type(captions).__name__}")
+        raise TadaError(f"captions must be a list of strings or a dict id -> caption, got {type(captions).__name__}")
     for key, text in items:
         if not isinstance(text, str):
-            raise TypeError(f"caption {key!r} must be a string, got {type(text).__name__}")
+            raise TadaError(f"caption {key!r} must be a string, got {type(text).__name__}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be a positive integer or None, got {n!r}")
+        raise TadaError(f"n must be a positive integer or None, got {n!r}")
 
     dropped: Counter[str] = Counter()
     usable: list[Pair] = []

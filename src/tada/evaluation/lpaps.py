@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from tada.audio import Audio
+from tada.errors import MissingFileError, TadaError
 
 SAMPLE_RATE = 22050
 N_FFT = 1024
@@ -68,7 +69,7 @@ def mel_filterbank(
     """(n_mels, n_fft // 2 + 1) triangular filters on Slaney's mel scale with Slaney area normalisation
     (each filter scaled by 2 / bandwidth in Hz), the defaults of librosa's `filters.mel` that SpecVQGAN used."""
     if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2; got f_min={f_min}, f_max={f_max}, sr={sample_rate}")
+        raise TadaError(f"need 0 <= f_min < f_max <= sample_rate / 2; got f_min={f_min}, f_max={f_max}, sr={sample_rate}")
     fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
     mels = torch.linspace(
         float(_hz_to_mel_slaney(torch.tensor(f_min, dtype=torch.float64))),
@@ -91,9 +92,9 @@ def log_mel_spectrogram(waveform: torch.Tensor) -> torch.Tensor:
     magnitude (power 1); then x -> clip((20 log10(max(x, 1e-5)) - 20 + 100) / 100, 0, 1) * 2 - 1.
     """
     if waveform.ndim != 2:
-        raise ValueError(f"waveform must be (batch, samples); got shape {tuple(waveform.shape)}")
+        raise TadaError(f"waveform must be (batch, samples); got shape {tuple(waveform.shape)}")
     if waveform.shape[-1] <= N_FFT // 2:
-        raise ValueError(f"waveform needs more than {N_FFT // 2} samples for reflect padding; got {waveform.shape[-1]}")
+        raise TadaError(f"waveform needs more than {N_FFT // 2} samples for reflect padding; got {waveform.shape[-1]}")
     spec = torch.stft(
         waveform.float(),
         n_fft=N_FFT,
@@ -177,12 +178,12 @@ class LPAPS(nn.Module):
         folder = path if path.is_dir() else path.parent
         lpaps_file = folder / "lpaps.pth" if path.is_dir() else path
         if not lpaps_file.is_file():
-            raise FileNotFoundError(f"LPAPS weights not found at {lpaps_file}; pass lpaps.pth or its folder")
+            raise MissingFileError(f"LPAPS weights not found at {lpaps_file}; pass lpaps.pth or its folder")
         mapped = _map_lpaps_keys(_load_state(lpaps_file))
         net_file = Path(vggishish) if vggishish is not None else folder / "vggishish16.pt"
         if not any(k.startswith("features.") for k in mapped):
             if not net_file.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{lpaps_file} holds no network weights and {net_file} does not exist; pass vggishish=<vggishish16.pt>"
                 )
             ckpt = _load_state(net_file)
@@ -191,7 +192,7 @@ class LPAPS(nn.Module):
         model = cls()
         missing = sorted(set(model.state_dict()) - set(mapped))
         if missing:
-            raise ValueError(f"LPAPS weights leave {len(missing)} tensors unset, e.g. {missing[:4]}")
+            raise TadaError(f"LPAPS weights leave {len(missing)} tensors unset, e.g. {missing[:4]}")
         model.load_state_dict({k: mapped[k] for k in model.state_dict()})
         return model
 
@@ -209,11 +210,11 @@ class LPAPS(nn.Module):
         """LPAPS of two (B, 1, 80, T) log-mel batches (at least 16 frames) -> (B,)."""
         for name, x in (("log_mel_a", log_mel_a), ("log_mel_b", log_mel_b)):
             if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] != N_MELS or x.shape[3] < MIN_FRAMES:
-                raise ValueError(
+                raise TadaError(
                     f"{name} must be (batch, 1, {N_MELS}, frames >= {MIN_FRAMES}); got shape {tuple(x.shape)}"
                 )
         if log_mel_a.shape != log_mel_b.shape:
-            raise ValueError(f"inputs differ in shape: {tuple(log_mel_a.shape)} vs {tuple(log_mel_b.shape)}")
+            raise TadaError(f"inputs differ in shape: {tuple(log_mel_a.shape)} vs {tuple(log_mel_b.shape)}")
         weights = [lin.weight.flatten() for lin in self.layer_weights]
         return perceptual_distance(self.feature_maps(log_mel_a), self.feature_maps(log_mel_b), weights)
 
@@ -222,7 +223,7 @@ class LPAPS(nn.Module):
         """LPAPS between row i of `a` and row i of `b` (mono, resampled to 22.05 kHz) -> (B,) float32.
         Rows of different lengths are compared over the shorter length."""
         if len(a) != len(b):
-            raise ValueError(f"LPAPS compares rows pairwise; got {len(a)} and {len(b)} rows")
+            raise TadaError(f"LPAPS compares rows pairwise; got {len(a)} and {len(b)} rows")
         wa, wb = _mono_22k(a), _mono_22k(b)
         n = min(wa.shape[-1], wb.shape[-1])
         return self(log_mel_spectrogram(wa[:, :n]), log_mel_spectrogram(wb[:, :n])).float()
@@ -236,9 +237,9 @@ def _load_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for foreign or corrupt files
-        raise ValueError(f"cannot read {path} as a torch state dict: {err}") from err
+        raise TadaError(f"cannot read {path} as a torch state dict: {err}") from err
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, expected a state dict")
+        raise TadaError(f"{path} holds a {type(state).__name__}, expected a state dict")
     return state
 
 

@@ -20,6 +20,7 @@ import torch
 from rich.progress import track
 
 from tada.audio import Audio
+from tada.errors import TadaError
 
 if TYPE_CHECKING:
     from tada.evaluation.lpaps import LPAPS
@@ -39,7 +40,7 @@ def load_embedder(name: str) -> Embedder:
     from tada.evaluation.scorers import SCORERS, load_scorer
 
     if name not in SCORERS:
-        raise ValueError(f"unknown FAD embedding {name!r}; known: {', '.join(['vggish', *sorted(SCORERS)])}")
+        raise TadaError(f"unknown FAD embedding {name!r}; known: {', '.join(['vggish', *sorted(SCORERS)])}")
     return load_scorer(name).embed_audio
 
 
@@ -49,9 +50,9 @@ def _as_float64(x, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be numeric (array, tensor or list of numbers); got {type(x).__name__}") from err
+        raise TadaError(f"{name} must be numeric (array, tensor or list of numbers); got {type(x).__name__}") from err
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise TadaError(f"{name} contains NaN or infinite values")
     return arr
 
 
@@ -60,13 +61,13 @@ def _sorted_sweep(alphas, similarities) -> tuple[np.ndarray, np.ndarray]:
     a = _as_float64(alphas, "alphas")
     s = _as_float64(similarities, "similarities")
     if a.ndim != 1:
-        raise ValueError(f"alphas must be one-dimensional; got shape {a.shape}")
+        raise TadaError(f"alphas must be one-dimensional; got shape {a.shape}")
     if s.ndim == 0 or s.shape[0] != a.shape[0]:
-        raise ValueError(
+        raise TadaError(
             f"similarities must have one row per alpha along axis 0 (length {a.shape[0]}); got shape {s.shape}"
         )
     if len(np.unique(a)) != len(a):
-        raise ValueError(f"alphas must be distinct; got {a.tolist()}")
+        raise TadaError(f"alphas must be distinct; got {a.tolist()}")
     order = np.argsort(a, kind="stable")
     return a[order], s[order]
 
@@ -81,7 +82,7 @@ def delta_alignment(alphas, similarities) -> np.ndarray | float:
     """
     a, s = _sorted_sweep(alphas, similarities)
     if len(a) < 2:
-        raise ValueError(f"delta_alignment needs at least two alphas; got {a.tolist()}")
+        raise TadaError(f"delta_alignment needs at least two alphas; got {a.tolist()}")
     out = s[-1] - s[0]
     return float(out) if out.ndim == 0 else out
 
@@ -100,7 +101,7 @@ def smoothness(alphas, similarities) -> np.ndarray | float:
     """
     a, s = _sorted_sweep(alphas, similarities)
     if len(a) < 3:
-        raise ValueError(f"smoothness needs at least three alphas; got {a.tolist()}")
+        raise TadaError(f"smoothness needs at least three alphas; got {a.tolist()}")
     out = np.diff(s, axis=0).std(axis=0, ddof=0)
     return float(out) if out.ndim == 0 else out
 
@@ -124,13 +125,13 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     m1, m2 = _as_float64(mu1, "mu1"), _as_float64(mu2, "mu2")
     s1, s2 = _as_float64(sigma1, "sigma1"), _as_float64(sigma2, "sigma2")
     if m1.ndim != 1 or m1.shape != m2.shape:
-        raise ValueError(f"mu1 and mu2 must be vectors of one length; got shapes {m1.shape} and {m2.shape}")
+        raise TadaError(f"mu1 and mu2 must be vectors of one length; got shapes {m1.shape} and {m2.shape}")
     e = m1.shape[0]
     for name, s in (("sigma1", s1), ("sigma2", s2)):
         if s.shape != (e, e):
-            raise ValueError(f"{name} must be ({e}, {e}) to match the means; got shape {s.shape}")
+            raise TadaError(f"{name} must be ({e}, {e}) to match the means; got shape {s.shape}")
         if not np.allclose(s, s.T, rtol=1e-6, atol=1e-10 * max(1.0, np.abs(s).max())):
-            raise ValueError(f"{name} must be symmetric")
+            raise TadaError(f"{name} must be symmetric")
     root1 = _psd_sqrt(s1)
     middle = root1 @ s2 @ root1
     eig = np.linalg.eigvalsh((middle + middle.T) / 2)
@@ -144,9 +145,9 @@ def gaussian_stats(emb) -> tuple[np.ndarray, np.ndarray]:
     """Mean (E,) and unbiased covariance (E, E) (ddof = 1, as in the FAD reference code) of (N, E) embeddings."""
     x = _as_float64(emb, "embeddings")
     if x.ndim != 2:
-        raise ValueError(f"embeddings must be (N, E); got shape {x.shape}")
+        raise TadaError(f"embeddings must be (N, E); got shape {x.shape}")
     if x.shape[0] < 2:
-        raise ValueError(f"a covariance needs at least 2 embeddings; got {x.shape[0]}")
+        raise TadaError(f"a covariance needs at least 2 embeddings; got {x.shape[0]}")
     return x.mean(axis=0), np.cov(x, rowvar=False, ddof=1).reshape(x.shape[1], x.shape[1])
 
 
@@ -156,7 +157,7 @@ def fad(emb_a, emb_b) -> float:
     mu_a, s_a = gaussian_stats(emb_a)
     mu_b, s_b = gaussian_stats(emb_b)
     if mu_a.shape != mu_b.shape:
-        raise ValueError(f"embedding sets must share a dimension; got {mu_a.shape[0]} and {mu_b.shape[0]}")
+        raise TadaError(f"embedding sets must share a dimension; got {mu_a.shape[0]} and {mu_b.shape[0]}")
     return frechet_distance(mu_a, s_a, mu_b, s_b)
 
 
@@ -178,11 +179,11 @@ def extrapolate_to_infinity(ns: Sequence[int], values: Sequence[float]) -> tuple
     n = _as_float64(ns, "ns")
     v = _as_float64(values, "values")
     if n.ndim != 1 or n.shape != v.shape:
-        raise ValueError(f"ns and values must be vectors of one length; got shapes {n.shape} and {v.shape}")
+        raise TadaError(f"ns and values must be vectors of one length; got shapes {n.shape} and {v.shape}")
     if np.any(n <= 0):
-        raise ValueError(f"ns must be positive; got {n.tolist()}")
+        raise TadaError(f"ns must be positive; got {n.tolist()}")
     if len(np.unique(n)) < 2:
-        raise ValueError(f"a line in 1/N needs at least two distinct sizes; got {n.tolist()}")
+        raise TadaError(f"a line in 1/N needs at least two distinct sizes; got {n.tolist()}")
     slope, intercept = np.polyfit(1.0 / n, v, deg=1)
     return float(intercept), float(slope)
 
@@ -201,14 +202,14 @@ def fad_infinity(emb_a, emb_b, ns: Sequence[int] | None = None, seed: int = 0) -
     a = _as_float64(emb_a, "emb_a")
     b = _as_float64(emb_b, "emb_b")
     if b.ndim != 2:
-        raise ValueError(f"emb_b must be (N, E); got shape {b.shape}")
+        raise TadaError(f"emb_b must be (N, E); got shape {b.shape}")
     total = b.shape[0]
     if ns is None:
         ns = np.unique(np.linspace(max(2, total // 2), total, 10).astype(int))
     sizes = tuple(int(n) for n in ns)
     bad = [n for n in sizes if not 2 <= n <= total]
     if bad:
-        raise ValueError(f"every size in ns must lie in [2, {total}] (rows of emb_b); got {bad}")
+        raise TadaError(f"every size in ns must lie in [2, {total}] (rows of emb_b); got {bad}")
     mu_a, s_a = gaussian_stats(a)
     rng = np.random.default_rng(seed)
     fads = []
@@ -252,23 +253,23 @@ def preservation(
     At least one of `lpaps` and `embed` must be given.
     """
     if lpaps is None and embed is None:
-        raise ValueError("preservation needs lpaps=<LPAPS model>, embed=<callable Audio -> (B, E)>, or both")
+        raise TadaError("preservation needs lpaps=<LPAPS model>, embed=<callable Audio -> (B, E)>, or both")
     if isinstance(embed, str):
         embed = load_embedder(embed)
     if embed is not None and not callable(embed):
-        raise TypeError(f"embed must be a callable Audio -> (N, E), an embedding name or None; got {type(embed).__name__}")
+        raise TadaError(f"embed must be a callable Audio -> (N, E), an embedding name or None; got {type(embed).__name__}")
     if not isinstance(reference, Audio):
-        raise TypeError(f"reference must be an Audio; got {type(reference).__name__}")
+        raise TadaError(f"reference must be an Audio; got {type(reference).__name__}")
     alphas = sorted(float(a) for a in steered if float(a) != 0.0)
     if not alphas:
-        raise ValueError(f"steered needs at least one non-zero alpha; got keys {list(steered)}")
+        raise TadaError(f"steered needs at least one non-zero alpha; got keys {list(steered)}")
     by_alpha = {float(a): audio for a, audio in steered.items()}
     for a in alphas:
         audio = by_alpha[a]
         if not isinstance(audio, Audio):
-            raise TypeError(f"steered[{a}] must be an Audio; got {type(audio).__name__}")
+            raise TadaError(f"steered[{a}] must be an Audio; got {type(audio).__name__}")
         if len(audio) != len(reference):
-            raise ValueError(f"steered[{a}] has {len(audio)} rows but reference has {len(reference)}")
+            raise TadaError(f"steered[{a}] has {len(audio)} rows but reference has {len(reference)}")
     ref_emb = embed(reference) if embed is not None else None
     per_alpha: dict[float, dict[str, float]] = {}
     for a in track(alphas, description="preservation", disable=not progress, transient=True):

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from tada.audio import Audio
+from tada.errors import MissingFileError, TadaError
 
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 SAMPLE_RATE = 16000
@@ -57,7 +58,7 @@ def vggish_mel_matrix() -> torch.Tensor:
 def log_mel(wave: torch.Tensor) -> torch.Tensor:
     """(N, samples) at 16 kHz -> (N, frames, 64) log mel, frames = 1 + (samples - 400) // 160."""
     if wave.ndim != 2 or wave.shape[-1] < WINDOW:
-        raise ValueError(f"log_mel needs (batch, samples >= {WINDOW}) audio at 16 kHz; got {tuple(wave.shape)}")
+        raise TadaError(f"log_mel needs (batch, samples >= {WINDOW}) audio at 16 kHz; got {tuple(wave.shape)}")
     frames = wave.float().unfold(-1, WINDOW, HOP)  # (N, frames, WINDOW)
     window = torch.hann_window(WINDOW, periodic=True, device=wave.device)
     spectrum = torch.fft.rfft(frames * window, n=N_FFT).abs()
@@ -95,22 +96,22 @@ class VGGish(nn.Module):
             try:
                 state = torch.hub.load_state_dict_from_url(WEIGHTS_URL, map_location="cpu", progress=False)
             except Exception as err:  # offline, proxy, HTTP error
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"cannot download VGGish weights from {WEIGHTS_URL} ({err}); download that file elsewhere and "
                     "pass its path") from err
         else:
             path = Path(path)
             if not path.is_file():
-                raise FileNotFoundError(f"VGGish weights {path} not found (expected torchvggish's vggish-10086976.pth)")
+                raise MissingFileError(f"VGGish weights {path} not found (expected torchvggish's vggish-10086976.pth)")
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as err:
-                raise ValueError(f"{path} is not a readable PyTorch state dict: {err}") from err
+                raise TadaError(f"{path} is not a readable PyTorch state dict: {err}") from err
         model = cls()
         state = {k: v for k, v in state.items() if not k.startswith("pproc.")}  # PCA postprocessing, unused
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path or WEIGHTS_URL} is not a VGGish state dict: missing {missing[:4]}, "
+            raise TadaError(f"{path or WEIGHTS_URL} is not a VGGish state dict: missing {missing[:4]}, "
                              f"unexpected {unexpected[:4]}")
         return model.eval()
 
@@ -123,10 +124,10 @@ class VGGish(nn.Module):
     def examples(audio: Audio) -> torch.Tensor:
         """(B * examples per row, 1, 96, 64) log-mel examples, row by row."""
         if not isinstance(audio, Audio):
-            raise TypeError(f"audio must be an Audio; got {type(audio).__name__}")
+            raise TadaError(f"audio must be an Audio; got {type(audio).__name__}")
         wave = audio.mono_at(SAMPLE_RATE)
         if wave.shape[-1] < MIN_SAMPLES:
-            raise ValueError(f"VGGish needs at least {MIN_SAMPLES / SAMPLE_RATE:.3f} s of audio (one 0.96 s example); "
+            raise TadaError(f"VGGish needs at least {MIN_SAMPLES / SAMPLE_RATE:.3f} s of audio (one 0.96 s example); "
                              f"got {wave.shape[-1] / SAMPLE_RATE:.3f} s")
         mel = log_mel(wave).unfold(1, EXAMPLE_FRAMES, EXAMPLE_FRAMES)  # (B, examples, 64, 96)
         return mel.transpose(-1, -2).flatten(0, 1).unsqueeze(1)

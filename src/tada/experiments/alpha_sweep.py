@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 
 from tada.audio import Audio
+from tada.engine import Copy
+from tada.errors import TadaError
+from tada.methods.vector import SteeringVector
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
-from tada.methods.vector import SteeringVector
 
 
 def parse_alphas(spec: str | Sequence[float]) -> list[float]:
@@ -22,24 +24,24 @@ def parse_alphas(spec: str | Sequence[float]) -> list[float]:
     elif ":" in spec:
         parts = spec.split(":")
         if len(parts) != 3:
-            raise ValueError(f"alpha range must be start:stop:step, e.g. -100:100:10; got {spec!r}")
+            raise TadaError(f"alpha range must be start:stop:step, e.g. -100:100:10; got {spec!r}")
         try:
             start, stop, step = map(float, parts)
         except ValueError as err:
-            raise ValueError(f"alpha range must hold three numbers, e.g. -100:100:10; got {spec!r}") from err
+            raise TadaError(f"alpha range must hold three numbers, e.g. -100:100:10; got {spec!r}") from err
         if step <= 0 or stop < start:
-            raise ValueError(f"alpha range needs step > 0 and stop >= start; got {spec!r}")
+            raise TadaError(f"alpha range needs step > 0 and stop >= start; got {spec!r}")
         n = int(np.floor((stop - start) / step + 1e-9)) + 1
         values = [round(start + i * step, 10) for i in range(n)]
     else:
         try:
             values = [float(a) for a in spec.split(",") if a.strip()]
         except ValueError as err:
-            raise ValueError(f"alphas must be numbers separated by commas, or start:stop:step; got {spec!r}") from err
+            raise TadaError(f"alphas must be numbers separated by commas, or start:stop:step; got {spec!r}") from err
     if not values:
-        raise ValueError("the alpha list is empty")
+        raise TadaError("the alpha list is empty")
     if not all(np.isfinite(values)):
-        raise ValueError(f"alphas must be finite; got {values}")
+        raise TadaError(f"alphas must be finite; got {values}")
     return values
 
 
@@ -49,7 +51,7 @@ def wav_name(prompt_index: int, seed: int, alpha: float) -> str:
 
 def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVector], prompts: Sequence[str],
                 alphas: Sequence[float], out: str | Path, seeds: Sequence[int] = (0,), steps: int | None = None,
-                guidance: float | None = None, batch_size: int = 8, rows: str = "cond",
+                guidance: float | None = None, batch_size: int = 8, copy: Copy = "cond",
                 window: tuple[float, float] | None = None) -> pd.DataFrame:
     """Generate every (prompt, seed) at every alpha, all vectors at the same alpha, into ``out/audio``.
 
@@ -60,7 +62,7 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
     prompts = check_prompts(prompts)
     vectors = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
     if not vectors:
-        raise ValueError("give at least one steering vector")
+        raise TadaError("give at least one steering vector")
     for v in vectors:
         v.check_model(model)
     out = Path(out)
@@ -77,7 +79,7 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
         for alpha, group in by_alpha.items():
             for start in range(0, len(group), batch_size):
                 chunk = group[start:start + batch_size]
-                steer = [v.at(alpha, rows=rows, window=window) for v in vectors] if alpha != 0 else []
+                steer = [v.at(alpha, copy=copy, window=window) for v in vectors] if alpha != 0 else []
                 audio = model.generate([p for _, p, _, _ in chunk], [s for _, _, s, _ in chunk], steps=steps,
                                        guidance=guidance, steer=steer)
                 for row, (i, _, s, a) in enumerate(chunk):
@@ -89,7 +91,7 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
     (out / "manifest.json").write_text(json.dumps({
         "model": model.name, "vectors": [v.meta for v in vectors], "alphas": list(alphas), "seeds": list(seeds),
         "steps": steps or model.default_steps, "guidance": guidance if guidance is not None else model.default_guidance,
-        "rows": rows, "window": window}, indent=2, default=str))
+        "copy": copy, "window": window}, indent=2, default=str))
     return index
 
 

@@ -22,11 +22,11 @@ DEMO_PROMPTS = ["a calm piano melody", "an energetic techno track with drums", "
 
 def typical_frame_norm(model, sites: Sequence[int], prompts: Sequence[str], steps: int | None = None) -> float:
     """Median L2 norm of a frame of the sites' outputs: the natural unit of alpha (eq. 3 keeps it)."""
-    from tada.engine.hooks import Capture
+    from tada.engine import Capture
 
     cap = Capture(sites=list(sites), reduce=None, per_step=True)
     model.generate(list(prompts), list(range(len(prompts))), steps=steps, interventions=[cap])
-    norms = [torch.stack(v)[:, :, model.frame_slice(model.sites[s])].norm(dim=-1).flatten() for s, v in cap.result.items()]
+    norms = [torch.stack(v)[:, :, cap.frames[s]].norm(dim=-1).flatten() for s, v in cap.result.items()]
     return float(torch.cat(norms).median())
 
 
@@ -36,12 +36,12 @@ def run_demo(out: str | Path = "tada-demo", model=None, concepts: Sequence[str] 
              n_boot: int = 200) -> Path:
     """Run the demo into `out` and return the path of its index.html. Every stage resumes."""
     import tada
-    from tada.methods.caa import fit
     from tada.concepts import load_catalogue
+    from tada.evaluation.scorers import default_scorer
+    from tada.methods.caa import fit
+    from tada.methods.vector import SteeringVector
     from tada.report.html import sweep_section, write_report
     from tada.report.plots import alpha_curves
-    from tada.evaluation.scorers import default_scorer
-    from tada.methods.vector import SteeringVector
 
     out = Path(out)
     model = model or tada.load("toy")

@@ -13,11 +13,18 @@ import numpy as np
 import pandas as pd
 
 from tada.audio import Audio
-from tada.methods.caa import fit
+from tada.engine import Site, resolve_sites
+from tada.errors import TadaError
+from tada.evaluation.metrics import (
+    delta_alignment,
+    load_embedder,
+    preservation,
+    smoothness,
+)
 from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
-from tada.evaluation.metrics import delta_alignment, load_embedder, preservation, smoothness
-from tada.models.base import AudioModel
+from tada.methods.caa import fit
 from tada.methods.vector import SteeringVector
+from tada.models.base import AudioModel
 
 
 @dataclass
@@ -37,14 +44,12 @@ class EvalSettings:
         return cls(n_prompts=100, steps=60, caa_pairs=None)
 
 
-def configurations(n_sites: int, functional: Sequence[int]) -> dict[str, list[int]]:
+def configurations(sites: Sequence[Site], functional: Sequence[int]) -> dict[str, list[int]]:
     """Table 1's CAA rows: the functional layers, all layers, and all but the functional layers."""
-    functional = sorted(set(functional))
     if not functional:
-        raise ValueError("name at least one functional layer")
-    bad = [s for s in functional if not 0 <= s < n_sites]
-    if bad:
-        raise IndexError(f"functional layers {bad} are out of range 0..{n_sites - 1}")
+        raise TadaError("name at least one functional layer")
+    functional = resolve_sites(sites, functional)
+    n_sites = len(sites)
     rest = [s for s in range(n_sites) if s not in functional]
     configs = {f"layers {{{','.join(map(str, functional))}}}": functional, "all layers": list(range(n_sites))}
     if rest:
@@ -68,7 +73,7 @@ def sweep_metrics(index: pd.DataFrame, audio: Audio, queries: Sequence[str], sco
         row[f"smoothness_{name}"] = float(np.mean(smoothness(alphas, sims)))
     ref_rows = per_file.index[per_file.alpha == 0].to_numpy()
     if len(ref_rows) == 0:
-        raise ValueError("the sweep has no alpha = 0 generations to measure preservation against")
+        raise TadaError("the sweep has no alpha = 0 generations to measure preservation against")
     reference = Audio(audio.waveform[ref_rows.tolist()], audio.sample_rate)
     key = ["prompt_index", "seed"]
     ref_order = per_file.loc[ref_rows, key].to_records(index=False).tolist()
@@ -102,14 +107,14 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     Writes results.csv, table.md, alignment.csv and curves/<concept>.png.
     """
     from tada.concepts import load_catalogue, load_eval_prompts
-    from tada.report.plots import alpha_curves
     from tada.evaluation.scorers import default_scorer
+    from tada.report.plots import alpha_curves
 
     settings = settings or EvalSettings()
     if 0.0 not in settings.alphas:
         settings.alphas = sorted([*settings.alphas, 0.0])
     if not concepts:
-        raise ValueError("choose at least one concept to evaluate")
+        raise TadaError("choose at least one concept to evaluate")
     catalogue = load_catalogue()
     prompts = list(prompts) if prompts is not None else load_eval_prompts()[: settings.n_prompts]
     scorers = scorers or {getattr(s, "name", "scorer"): s for s in [default_scorer(model)]}
@@ -124,7 +129,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
         c = catalogue[concept]
         layers = functional[concept] if isinstance(functional, dict) else functional
         vectors: dict[str, SteeringVector] = {}
-        for label, sites in configurations(len(model.sites), layers).items():
+        for label, sites in configurations(model.sites, layers).items():
             path = out / "vectors" / f"{concept}-{_slug(label)}.safetensors"
             if path.exists():
                 vectors[label] = SteeringVector.load(path, model=model)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tada.errors import TadaError
+
 SOURCE, TARGET = -2, -1  # `layer` column values of the unpatched rows: all sites get P_c~ / all get P_c
 
 
@@ -25,12 +27,12 @@ def impact(sim_patched: np.ndarray, sim_source: np.ndarray, sim_target: np.ndarr
     """
     sim_patched, sim_source, sim_target = map(np.asarray, (sim_patched, sim_source, sim_target))
     if sim_patched.ndim != 2 or sim_source.shape != (sim_patched.shape[0],) or sim_target.shape != sim_source.shape:
-        raise ValueError(
+        raise TadaError(
             f"expected patched (U, L), source (U,), target (U,); got {sim_patched.shape}, {sim_source.shape}, "
             f"{sim_target.shape}"
         )
     if sim_patched.shape[0] == 0:
-        raise ValueError("Impact needs at least one (pair, seed) unit")
+        raise TadaError("Impact needs at least one (pair, seed) unit")
     den = sim_target.mean() - sim_source.mean()
     if abs(den) < min_denominator:
         return np.full(sim_patched.shape[1], np.nan)
@@ -67,11 +69,11 @@ class LayerImpact:
     def top(self, k: int = 2, concept: str | None = None) -> list[int]:
         """The `k` layers of highest Impact for `concept` (or averaged over all concepts)."""
         if k < 1:
-            raise ValueError(f"k must be >= 1; got {k}")
+            raise TadaError(f"k must be >= 1; got {k}")
         t = self.table
         if concept is not None:
             if concept not in set(t.concept):
-                raise ValueError(f"no concept {concept!r} in this table; it has {sorted(set(t.concept))}")
+                raise TadaError(f"no concept {concept!r} in this table; it has {sorted(set(t.concept))}")
             t = t[t.concept == concept]
         mean = t.groupby("layer").impact.mean().dropna().sort_values(ascending=False, kind="stable")
         return [int(x) for x in mean.index[:k]]

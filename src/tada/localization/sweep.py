@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from tada.engine.hooks import PatchContext
+
+from tada.engine import PatchContext
+from tada.errors import TadaError
+from tada.localization.impact import SOURCE, TARGET, LayerImpact, impact_table
 from tada.models.base import AudioModel, check_prompts, seed_list
 from tada.progress import progress_bar
-
-from tada.localization.impact import SOURCE, TARGET, LayerImpact, impact_table
 
 
 def _units(n_pairs: int, seeds: Sequence[int]) -> list[tuple[int, int]]:
@@ -42,12 +43,12 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
     similarity to them under `scorer`.
     """
     if not pairs:
-        raise ValueError(f"no counterfactual pairs for concept {concept!r}")
+        raise TadaError(f"no counterfactual pairs for concept {concept!r}")
     for pc, pn in pairs:
         check_prompts([pc, pn])
     queries = check_prompts(list(queries))
     if max_batch < 1:
-        raise ValueError(f"max_batch must be >= 1; got {max_batch}")
+        raise TadaError(f"max_batch must be >= 1; got {max_batch}")
     rows_def = sweep_rows(len(model.sites), layers)
     done = pd.DataFrame()
     if scores_path is not None and Path(scores_path).exists() and Path(scores_path).stat().st_size:
@@ -109,14 +110,13 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
     manifest.json, pairs.csv, scores.csv (written as it goes), impact.csv and heatmap.png; running again
     with the same folder resumes and ends with the same table.
     """
+    import tada
     from tada.concepts import build_pairs, load_captions, load_catalogue
     from tada.evaluation.scorers import default_scorer
 
-    import tada
-
     concepts = [concept] if isinstance(concept, str) else list(concept)
     if not concepts:
-        raise ValueError("choose at least one concept to localize")
+        raise TadaError("choose at least one concept to localize")
     catalogue = catalogue or load_catalogue()
     seeds = seed_list(seeds)
     scorer = scorer or default_scorer(model)
@@ -152,7 +152,7 @@ def _check_manifest(path: Path, manifest: dict) -> None:
         old = json.loads(path.read_text())
         diff = {k: (old.get(k), v) for k, v in manifest.items() if k != "library_version" and old.get(k) != v}
         if diff:
-            raise ValueError(
+            raise TadaError(
                 f"{path.parent} holds a run with other settings ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
                 "use another --out folder or the same settings to resume"
             )

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import torch
 
-from tada.engine.hooks import Capture
+from tada.engine import Capture, resolve_sites
+from tada.errors import TadaError
+from tada.methods.vector import SteeringVector
 from tada.models.base import AudioModel, seed_list
 from tada.progress import progress_bar
-from tada.methods.vector import SteeringVector
 
 
 def caa_direction(h_pos: torch.Tensor, h_neg: torch.Tensor) -> torch.Tensor:
@@ -19,13 +20,13 @@ def caa_direction(h_pos: torch.Tensor, h_neg: torch.Tensor) -> torch.Tensor:
     h_pos, h_neg: (N, ..., dim) frame-averaged site outputs of the N pairs.
     """
     if h_pos.shape != h_neg.shape:
-        raise ValueError(f"positive and negative activations differ in shape: {tuple(h_pos.shape)} vs {tuple(h_neg.shape)}")
+        raise TadaError(f"positive and negative activations differ in shape: {tuple(h_pos.shape)} vs {tuple(h_neg.shape)}")
     if h_pos.shape[0] == 0:
-        raise ValueError("eq. 2 needs at least one pair")
+        raise TadaError("eq. 2 needs at least one pair")
     v = (h_pos.double() - h_neg.double()).mean(dim=0)
     norm = v.norm(dim=-1, keepdim=True)
     if (norm == 0).any():
-        raise ValueError("the mean activation difference is zero: the pairs do not differ at these sites")
+        raise TadaError("the mean activation difference is zero: the pairs do not differ at these sites")
     return (v / norm).float()
 
 
@@ -38,9 +39,9 @@ def resolve_pairs(concept_or_pairs, n_pairs: int | None = None) -> tuple[str | N
     pairs = [tuple(p) for p in concept_or_pairs]
     for p in pairs:
         if len(p) != 2 or not all(isinstance(x, str) and x.strip() for x in p):
-            raise ValueError(f"each pair must be two non-empty prompts (positive, negative); got {p!r}")
+            raise TadaError(f"each pair must be two non-empty prompts (positive, negative); got {p!r}")
     if not pairs:
-        raise ValueError("the list of contrastive pairs is empty")
+        raise TadaError("the list of contrastive pairs is empty")
     return None, pairs[:n_pairs] if n_pairs else pairs
 
 
@@ -52,7 +53,7 @@ def capture_means(model: AudioModel, prompts: list[str], seeds: list[int], sites
     with progress_bar(desc, total=len(prompts)) as bar:
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
-            cap = Capture(sites, rows="cond", reduce="frames", per_step=per_step)
+            cap = Capture(sites, copy="cond", reduce="frames", per_step=per_step)
             model.generate(prompts[chunk], seeds[chunk], steps=steps, interventions=[cap])
             for s in sites:
                 rec = torch.stack(cap.result[s], dim=1) if per_step else cap.result[s]
@@ -71,14 +72,9 @@ def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: 
         so their difference holds the concept and not the noise.
     per_step: keep one direction per denoising step (each unit-norm) instead of one averaged over steps.
     """
-    if isinstance(sites, int):
-        sites = [sites]
-    sites = sorted(set(sites))
+    sites = resolve_sites(model.sites, sites, model.name)
     if not sites:
-        raise ValueError("choose at least one site to fit a steering vector at")
-    for s in sites:
-        if not 0 <= s < len(model.sites):
-            raise IndexError(f"site index {s} is out of range 0..{len(model.sites) - 1} for {model.name}")
+        raise TadaError("choose at least one site to fit a steering vector at")
     concept, pairs = resolve_pairs(concept_or_pairs, n_pairs)
     seeds = seed_list(seeds)
     pos = [p for p, _ in pairs for _ in seeds]

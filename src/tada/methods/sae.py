@@ -10,26 +10,26 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tada.sae.store import ActivationReader, ActivationWriter
-from tada.engine.hooks import Capture
+from tada.engine import Capture, resolve_site
+from tada.errors import TadaError
+from tada.methods.vector import SteeringVector
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
-from tada.sae import TopKSAE, mean_activations, sae_direction, select_features, tfidf_scores
-from tada.methods.vector import SteeringVector
-
-
-def _check_site(model: AudioModel, site: int) -> int:
-    if isinstance(site, bool) or not isinstance(site, int) or not 0 <= site < len(model.sites):
-        raise IndexError(f"site index {site!r} is out of range 0..{len(model.sites) - 1} for {model.name}")
-    return site
+from tada.sae import (
+    TopKSAE,
+    mean_activations,
+    sae_direction,
+    select_features,
+    tfidf_scores,
+)
+from tada.sae.store import ActivationReader, ActivationWriter
 
 
 def _site_rows(model: AudioModel, site: int, prompts: list[str], seeds: list[int], steps: int | None):
     """Per prompt, the conditional-row outputs at the site's frame positions over all steps: (steps*T, d)."""
-    cap = Capture(sites=[site], rows="cond", reduce=None, per_step=True)
+    cap = Capture(sites=[site], copy="cond", reduce=None, per_step=True)
     model.generate(prompts, seeds, steps=steps, interventions=[cap])
-    frames = model.frame_slice(model.sites[site])
-    per_step = torch.stack(cap.result[site], dim=1)[:, :, frames]  # (B, steps, T, d)
+    per_step = torch.stack(cap.result[site], dim=1)[:, :, cap.frames[site]]  # (B, steps, T, d)
     return per_step.reshape(per_step.shape[0], -1, per_step.shape[-1])
 
 
@@ -38,7 +38,7 @@ def collect(model: AudioModel, prompts: Sequence[str], site: int, out: str | Pat
     """Write every frame of every step of `site`'s conditional output, for each (prompt, seed), to an
     activation store in `out` (float16 shards). Units already in the store are skipped (resumable)."""
     prompts = check_prompts(prompts)
-    site = _check_site(model, site)
+    site = resolve_site(model.sites, site, model.name)
     units = [(i, s) for i in range(len(prompts)) for s in seeds]
     with ActivationWriter(out, model.sites[site].dim, shard_rows=shard_rows) as writer:
         done = writer.done_keys
@@ -59,9 +59,9 @@ def mean_features(model: AudioModel, sae: TopKSAE, site: int, prompts: Sequence[
     """mu_j(P) of eq. 6: mean SAE activation of every latent over all frames and steps of the
     generations of `prompts` (each with every seed). Streams; nothing is kept but the sums."""
     prompts = check_prompts(prompts)
-    site = _check_site(model, site)
+    site = resolve_site(model.sites, site, model.name)
     if sae.cfg.d_in != model.sites[site].dim:
-        raise ValueError(f"the SAE reads width {sae.cfg.d_in}; site {site} of {model.name} has width {model.sites[site].dim}")
+        raise TadaError(f"the SAE reads width {sae.cfg.d_in}; site {site} of {model.name} has width {model.sites[site].dim}")
     jobs = [(p, s) for p in prompts for s in seeds]
     sums = torch.zeros(sae.cfg.num_latents, dtype=torch.float64)
     count = 0

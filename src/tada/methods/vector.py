@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from tada.engine.hooks import AddVector
+from tada.engine import AddVector, Copy
+from tada.errors import MissingFileError, TadaError
 
 
 @dataclass
@@ -33,35 +34,35 @@ class SteeringVector:
 
     def __post_init__(self):
         if not self.vectors:
-            raise ValueError("a SteeringVector needs at least one site")
+            raise TadaError("a SteeringVector needs at least one site")
         for idx, v in self.vectors.items():
             if v.ndim not in (1, 2):
-                raise ValueError(f"vector for site {idx} must be (dim,) or (steps, dim); got {tuple(v.shape)}")
+                raise TadaError(f"vector for site {idx} must be (dim,) or (steps, dim); got {tuple(v.shape)}")
             if not torch.isfinite(v).all():
-                raise ValueError(f"vector for site {idx} contains NaN or inf")
+                raise TadaError(f"vector for site {idx} contains NaN or inf")
 
     @property
     def sites(self) -> list[int]:
         return sorted(self.vectors)
 
-    def at(self, alpha: float | Sequence[float], rows: str = "cond", window: tuple[float, float] | None = None,
+    def at(self, alpha: float | Sequence[float], copy: Copy = "cond", window: tuple[float, float] | None = None,
            samples: Sequence[int] | None = None) -> "Steer":
         """This vector at strength `alpha` (one number, or one per prompt of the batch)."""
-        return Steer(self, alpha, rows, window, samples)
+        return Steer(self, alpha, copy, window, samples)
 
     def check_model(self, model) -> None:
         for idx, name in self.site_names.items():
             if idx >= len(model.sites) or model.sites[idx].name != name:
                 have = model.sites[idx].name if idx < len(model.sites) else f"none (the model has {len(model.sites)})"
-                raise ValueError(f"this vector was fit on site {idx} = {name!r}; {model.name} has {have} there")
+                raise TadaError(f"this vector was fit on site {idx} = {name!r}; {model.name} has {have} there")
             dim = self.vectors[idx].shape[-1]
             if dim != model.sites[idx].dim:
-                raise ValueError(
+                raise TadaError(
                     f"vector for site {idx} has width {dim}; {model.name}'s site {idx} has width {model.sites[idx].dim}"
                 )
         fitted = self.meta.get("model")
         if fitted and fitted != model.name:
-            raise ValueError(f"this vector was fit on model {fitted!r}; got {model.name!r}")
+            raise TadaError(f"this vector was fit on model {fitted!r}; got {model.name!r}")
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.safetensors) and ``path`` with suffix .json (metadata)."""
@@ -87,16 +88,16 @@ class SteeringVector:
         meta_path = path.with_suffix(".json")
         for p in (path, meta_path):
             if not p.exists():
-                raise FileNotFoundError(f"steering vector file {p} does not exist")
+                raise MissingFileError(f"steering vector file {p} does not exist")
         try:
             tensors = load_file(str(path))
             meta = json.loads(meta_path.read_text())
             names = {int(k): v for k, v in meta.pop("site_names").items()}
             vectors = {int(k.split(".", 1)[1]): v for k, v in tensors.items()}
         except (SafetensorError, json.JSONDecodeError, KeyError, ValueError, IndexError) as err:
-            raise ValueError(f"{path} is not a tada steering vector: {err}") from err
+            raise TadaError(f"{path} is not a tada steering vector: {err}") from err
         if set(names) != set(vectors):
-            raise ValueError(f"{path}: sites in the tensors {sorted(vectors)} and metadata {sorted(names)} differ")
+            raise TadaError(f"{path}: sites in the tensors {sorted(vectors)} and metadata {sorted(names)} differ")
         meta.pop("library_version", None)
         vec = cls(vectors, names, bool(meta.pop("renorm", True)), meta)
         if model is not None:
@@ -110,11 +111,11 @@ class Steer:
 
     vector: SteeringVector
     alpha: float | Sequence[float]
-    rows: str = "cond"
+    copy: Copy = "cond"
     window: tuple[float, float] | None = None
     samples: Sequence[int] | None = None
 
     def intervention(self, model) -> AddVector:
         self.vector.check_model(model)
-        return AddVector(self.vector.vectors, self.alpha, renorm=self.vector.renorm, rows=self.rows,
+        return AddVector(self.vector.vectors, self.alpha, renorm=self.vector.renorm, copy=self.copy,
                          samples=self.samples, window=self.window)

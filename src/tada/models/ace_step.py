@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tada.engine.hooks import GuidanceLayout
+from tada.engine import GuidanceLayout
 from tada.models.base import AudioModel, check_prompts, make_sites
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from tada.engine.hooks import GuidanceLayout
+from tada.engine import GuidanceLayout
 from tada.models.base import AudioModel, make_sites
 
 _BLOCK_ORDER = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}

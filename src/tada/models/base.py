@@ -5,7 +5,7 @@ An adapter tells the hook engine five things about its pipeline, and nothing els
 * ``denoiser``: the module called once per denoising step (``pipe.transformer`` or ``pipe.unet``);
 * ``sites``: its cross-attention modules in *execution* order (:class:`tada.engine.hooks.Site`);
 * ``guidance_layout``: how guidance copies are stacked in the denoiser batch;
-* ``frame_slice(site)``: which positions of a site's output sequence are audio frames;
+* ``frame_slice(site, duration)``: which positions of a site's output sequence are audio frames;
 * ``_pipeline_call(prompts, generators, steps, duration, guidance)``: run the pipeline, return (B, C, N).
 
 A new family (see :func:`tada.wrap`) provides these; the rest (encoding, patching, capture, steering,
@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from tada.audio import Audio
-from tada.engine.hooks import GuidanceLayout, Intervention, Site, check_hookable, intervene
-
-
-class _StopAfterFirstCall(Exception):
-    """Raised inside the pipeline once every site's context has been seen (ends `encode` early)."""
+from tada.engine import (
+    Conditioning,
+    GuidanceLayout,
+    Intervention,
+    Record,
+    Site,
+    intervene,
+)
+from tada.errors import TadaError
 
 
 def check_prompts(prompts: str | Sequence[str]) -> list[str]:
@@ -34,10 +37,10 @@ def check_prompts(prompts: str | Sequence[str]) -> list[str]:
         prompts = [prompts]
     prompts = list(prompts)
     if not prompts:
-        raise ValueError("the prompt list is empty; pass at least one prompt")
+        raise TadaError("the prompt list is empty; pass at least one prompt")
     for p in prompts:
         if not isinstance(p, str):
-            raise TypeError(f"prompts must be strings; got {type(p).__name__}: {p!r}")
+            raise TadaError(f"prompts must be strings; got {type(p).__name__}: {p!r}")
     return prompts
 
 
@@ -46,10 +49,10 @@ def check_seeds(seeds: int | Sequence[int], n: int) -> list[int]:
         return [seeds] * n
     seeds = list(seeds)
     if len(seeds) != n:
-        raise ValueError(f"got {len(seeds)} seeds for {n} prompts; pass one seed per prompt (or one int for all)")
+        raise TadaError(f"got {len(seeds)} seeds for {n} prompts; pass one seed per prompt (or one int for all)")
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int):
-            raise TypeError(f"seeds must be integers; got {s!r}")
+            raise TadaError(f"seeds must be integers; got {s!r}")
     return seeds
 
 
@@ -57,44 +60,12 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``seeds`` given as a count (``3`` -> ``[0, 1, 2]``) or as the seeds themselves."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
-            raise ValueError(f"a seed count must be >= 1; got {seeds}")
+            raise TadaError(f"a seed count must be >= 1; got {seeds}")
         return list(range(seeds))
     out = list(seeds)
     if not out:
-        raise ValueError("the seed list is empty")
+        raise TadaError("the seed list is empty")
     return check_seeds(out, len(out))
-
-
-@dataclass
-class Conditioning:
-    """The context every site attends to, for a batch of prompts, as the pipeline builds it.
-
-    contexts[(site_index, kind)] = (context (B, S, D), mask (B, S) or None), kind in {"cond", "uncond"};
-    rows are in prompt order. Obtained by :meth:`AudioModel.encode`, consumed by
-    :class:`tada.engine.hooks.PatchContext`.
-    """
-
-    prompts: list[str]
-    contexts: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor | None]]
-
-    def __len__(self) -> int:
-        return len(self.prompts)
-
-    def context(self, site: int, kind: str, samples: Sequence[int]):
-        """Context and mask of `kind` at `site` for the given samples (a 1-row conditioning broadcasts)."""
-        entry = self.contexts.get((site, kind))
-        if entry is None:
-            return None, None
-        ctx, mask = entry
-        idx = [0] * len(samples) if len(self) == 1 else list(samples)
-        return ctx[idx], None if mask is None else mask[idx]
-
-    def select(self, rows: Sequence[int]) -> "Conditioning":
-        rows = list(rows)
-        return Conditioning(
-            [self.prompts[r] for r in rows],
-            {k: (c[rows], None if m is None else m[rows]) for k, (c, m) in self.contexts.items()},
-        )
 
 
 class AudioModel:
@@ -110,7 +81,6 @@ class AudioModel:
     default_steps: int = 50
     default_guidance: float = 7.0
     default_duration: float | None = None
-    current_duration: float | None = None  # the duration of the generation in progress (see frame_slice)
 
     def __init__(self, pipe, denoiser: nn.Module, sites: list[Site], sample_rate: int):
         self.pipe = pipe
@@ -118,14 +88,15 @@ class AudioModel:
         self.sites = sites
         self.sample_rate = int(sample_rate)
         if not sites:
-            raise ValueError(f"{self.name}: found no cross-attention sites in {type(denoiser).__name__}")
+            raise TadaError(f"{self.name}: found no cross-attention sites in {type(denoiser).__name__}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, sites={len(self.sites)}, sample_rate={self.sample_rate})"
 
     # --- family hooks -------------------------------------------------------------------------
-    def frame_slice(self, site: Site) -> slice:
-        """Positions of a site's output sequence that are audio frames (all, unless overridden)."""
+    def frame_slice(self, site: Site, duration: float | None) -> slice:
+        """Positions of a site's output sequence that are audio frames in a generation of `duration` seconds
+        (None: the model's default); all positions unless overridden."""
         return slice(None)
 
     def timestep_of(self, args: tuple, kwargs: dict) -> float | None:
@@ -160,13 +131,13 @@ class AudioModel:
     def _settings(self, steps, duration, guidance):
         steps = self.default_steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer; got {steps!r}")
+            raise TadaError(f"steps must be a positive integer; got {steps!r}")
         guidance = self.default_guidance if guidance is None else float(guidance)
         if not torch.isfinite(torch.tensor(guidance)) or guidance < 0:
-            raise ValueError(f"guidance must be a finite number >= 0; got {guidance!r}")
+            raise TadaError(f"guidance must be a finite number >= 0; got {guidance!r}")
         duration = self.default_duration if duration is None else float(duration)
         if duration is not None and not duration > 0:
-            raise ValueError(f"duration must be a positive number of seconds; got {duration!r}")
+            raise TadaError(f"duration must be a positive number of seconds; got {duration!r}")
         return steps, duration, guidance
 
     def encode(self, prompts: str | Sequence[str], guidance: float | None = None,
@@ -178,40 +149,13 @@ class AudioModel:
         and nothing is decoded.
         """
         prompts = check_prompts(prompts)
-        check_hookable(self)
         steps, duration, guidance = self._settings(None, duration, guidance)
-        batch, store, last = len(prompts), {}, self.sites[-1].index
-
-        def make(site: Site):
-            def pre(module, args, kwargs):
-                ctx = kwargs.get("encoder_hidden_states")
-                if ctx is None:
-                    raise RuntimeError(f"site {site.name} was called without encoder_hidden_states as a keyword")
-                mask = kwargs.get(self.mask_kwarg) if self.mask_kwarg else None
-                for kind in ("cond", "uncond"):
-                    rows = self.guidance_layout.rows(ctx.shape[0], batch, kind)
-                    if rows:
-                        store[(site.index, kind)] = (
-                            ctx[rows].detach().clone(),
-                            None if mask is None else mask[rows].detach().clone(),
-                        )
-                if site.index == last:
-                    raise _StopAfterFirstCall
-
-            return pre
-
-        handles = [s.module.register_forward_pre_hook(make(s), with_kwargs=True) for s in self.sites]
-        try:
-            with torch.no_grad():
-                self._pipeline_call(prompts, self._generators([0] * batch), steps, duration, guidance)
-        except _StopAfterFirstCall:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
-        if not store:
+        record = Record(stop=True)
+        with torch.no_grad(), intervene(self, len(prompts), [record], duration=duration):
+            self._pipeline_call(prompts, self._generators([0] * len(prompts)), steps, duration, guidance)
+        if not record.contexts:
             raise RuntimeError(f"{self.name}: the pipeline finished without calling any cross-attention site")
-        return Conditioning(prompts, store)
+        return Conditioning(prompts, record.contexts)
 
     def generate(self, prompts: str | Sequence[str], seeds: int | Sequence[int] = 0, steps: int | None = None,
                  duration: float | None = None, guidance: float | None = None,
@@ -228,8 +172,7 @@ class AudioModel:
         if not isinstance(steer, (list, tuple)):
             steer = [steer]
         ivs = list(interventions) + [s.intervention(self) for s in steer]
-        self.current_duration = duration
-        with torch.no_grad(), intervene(self, len(prompts), ivs):
+        with torch.no_grad(), intervene(self, len(prompts), ivs, duration=duration):
             wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
         return Audio(wav.detach().float().cpu(), self.sample_rate)
 
@@ -244,7 +187,7 @@ def linear_width(module: nn.Module, names: Sequence[str], attr: str) -> int:
                 break
         if isinstance(sub, nn.Linear):
             return getattr(sub, attr)
-    raise ValueError(f"cannot find any of {list(names)} in {type(module).__name__}")
+    raise TadaError(f"cannot find any of {list(names)} in {type(module).__name__}")
 
 
 def make_sites(denoiser: nn.Module, names: Sequence[str]) -> list[Site]:
@@ -253,7 +196,7 @@ def make_sites(denoiser: nn.Module, names: Sequence[str]) -> list[Site]:
     sites = []
     for i, n in enumerate(names):
         if n not in modules:
-            raise ValueError(f"no module named {n!r} in {type(denoiser).__name__}")
+            raise TadaError(f"no module named {n!r} in {type(denoiser).__name__}")
         m = modules[n]
         dim = linear_width(m, ("to_out.0", "o_proj", "out_proj"), "out_features")
         ctx = linear_width(m, ("to_k", "k_proj"), "in_features")

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from tada.engine.hooks import GuidanceLayout, Site
+from tada.engine import GuidanceLayout, Site, probe_context_modules
+from tada.errors import TadaError
 from tada.models.base import AudioModel, make_sites
-
-
-class _ProbeDone(Exception):
-    pass
 
 
 def _sample_rate(pipe) -> int:
@@ -32,7 +29,7 @@ def _sample_rate(pipe) -> int:
             return int(value)
     if getattr(pipe, "sample_rate", None):
         return int(pipe.sample_rate)
-    raise TypeError(f"cannot tell the sample rate of a {type(pipe).__name__}; pass sample_rate=")
+    raise TadaError(f"cannot tell the sample rate of a {type(pipe).__name__}; pass sample_rate=")
 
 
 class GenericModel(AudioModel):
@@ -43,7 +40,7 @@ class GenericModel(AudioModel):
                  default_steps: int = 50, default_guidance: float = 3.5, default_duration: float | None = None):
         den = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
         if den is None:
-            raise TypeError(f"a {type(pipe).__name__} has neither .transformer nor .unet: no denoiser to hook")
+            raise TadaError(f"a {type(pipe).__name__} has neither .transformer nor .unet: no denoiser to hook")
         self.pipe, self.denoiser = pipe, den
         self.guidance_layout = GuidanceLayout(tuple(guidance_order))
         self._frames, self._duration_kwarg = frames, duration_kwarg
@@ -55,35 +52,14 @@ class GenericModel(AudioModel):
 
     def _probe_sites(self) -> list[str]:
         """Attention modules given a context during the first denoiser call, in call order."""
-        called: list[str] = []
-
-        def make(name):
-            def pre(module, args, kwargs):
-                if kwargs.get("encoder_hidden_states") is not None and name not in called:
-                    called.append(name)
-            return pre
-
-        def stop(module, args, output):
-            raise _ProbeDone
-
-        handles = [m.register_forward_pre_hook(make(n), with_kwargs=True) for n, m in self.denoiser.named_modules()
-                   if n and any(isinstance(getattr(m, p, None), torch.nn.Linear) for p in ("to_k", "k_proj"))]
-        handles.append(self.denoiser.register_forward_hook(stop))
-        try:
-            with torch.no_grad():
-                self._pipeline_call(["a song"], [torch.Generator().manual_seed(0)], 2, self.default_duration,
-                                    self.default_guidance)
-        except _ProbeDone:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
+        called = probe_context_modules(self.denoiser, lambda: self._pipeline_call(
+            ["a song"], [torch.Generator().manual_seed(0)], 2, self.default_duration, self.default_guidance))
         if not called:
-            raise TypeError(f"no attention module of {type(self.denoiser).__name__} received encoder_hidden_states= "
+            raise TadaError(f"no attention module of {type(self.denoiser).__name__} received encoder_hidden_states= "
                             "during a probe generation: tada cannot find its cross-attention")
         return called
 
-    def frame_slice(self, site: Site) -> slice:
+    def frame_slice(self, site: Site, duration: float | None) -> slice:
         return self._frames
 
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:

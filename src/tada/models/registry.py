@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tada.errors import TadaError
 from tada.models.base import AudioModel
-
 
 # diffusers pipeline class name -> "module:Class" of the AudioModel subclass that adapts it
 FAMILIES = {
@@ -69,7 +69,7 @@ def load(name: str = "toy", **kw) -> AudioModel:
     ``torch_dtype``); ``device`` moves the pipeline.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"model name must be a non-empty string; known models: {', '.join(known_models())}")
+        raise TadaError(f"model name must be a non-empty string; known models: {', '.join(known_models())}")
     device = kw.pop("device", None)
     if name in BUILDERS:
         pipe = BUILDERS[name](**kw)
@@ -98,7 +98,7 @@ def load(name: str = "toy", **kw) -> AudioModel:
                 "a download (or a local folder); offline, use 'toy' or a 'tiny-*' model."
             ) from err
     else:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(known_models())}, "
+        raise TadaError(f"unknown model {name!r}; known models: {', '.join(known_models())}, "
                          "or a hub id / local folder such as 'stabilityai/stable-audio-open-1.0'")
     if device is not None:
         pipe = pipe.to(device)

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from tada.engine.hooks import GuidanceLayout, Site
+from tada.engine import GuidanceLayout, Site
 from tada.models.base import AudioModel, make_sites
 
 
@@ -38,8 +38,8 @@ class StableAudioModel(AudioModel):
         longest = den.config.sample_size * pipe.vae.hop_length / pipe.vae.sampling_rate
         self.default_duration = min(10.0, longest)
 
-    def frame_slice(self, site: Site) -> slice:
-        duration = self.current_duration or self.default_duration
+    def frame_slice(self, site: Site, duration: float | None) -> slice:
+        duration = duration or self.default_duration
         return slice(1, 1 + math.ceil(duration * self.sample_rate / self.pipe.vae.hop_length))
 
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:

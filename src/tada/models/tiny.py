@@ -37,6 +37,8 @@ from __future__ import annotations
 import torch
 from tokenizers.pre_tokenizers import ByteLevel
 
+from tada.errors import TadaError
+
 #: Words every tiny tokenizer holds as single tokens (besides the characters that spell any text).
 MUSIC_WORDS: tuple[str, ...] = (
     # function words that music captions are made of
@@ -62,9 +64,9 @@ MUSIC_WORDS: tuple[str, ...] = (
 
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+        raise TadaError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
     if seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed}")
+        raise TadaError(f"seed must be a non-negative int, got {seed}")
     return seed
 
 
@@ -332,14 +334,20 @@ def build_tiny_ace_step(seed: int = 0, turbo: bool = False):
     null condition, batch ``[cond, null]``); ``turbo=True`` builds a guidance-distilled one
     that never runs guidance. Audio: stereo, 100 Hz.
     """
-    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
-    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers import (
+        AceStepPipeline,
+        AutoencoderOobleck,
+        FlowMatchEulerDiscreteScheduler,
+    )
+    from diffusers.models.transformers.ace_step_transformer import (
+        AceStepTransformer1DModel,
+    )
     from diffusers.pipelines.ace_step import AceStepConditionEncoder
     from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3Model
 
     seed = _check_seed(seed)
     if not isinstance(turbo, bool):
-        raise TypeError(f"turbo must be a bool, got {type(turbo).__name__} {turbo!r}")
+        raise TadaError(f"turbo must be a bool, got {type(turbo).__name__} {turbo!r}")
     vocab, merges = _byte_level_bpe(MUSIC_WORDS, ["<|endoftext|>"])
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges)
     acoustic = 8

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from tada.engine.hooks import GuidanceLayout, Site
+from tada.engine import GuidanceLayout, Site
+from tada.errors import TadaError
 from tada.models.base import AudioModel, make_sites
 
 
@@ -28,11 +29,11 @@ class ToyModel(AudioModel):
         if name:
             self.name = name
 
-    def frame_slice(self, site: Site) -> slice:
+    def frame_slice(self, site: Site, duration: float | None) -> slice:
         return slice(1, None)
 
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
         clip = self.pipe.mel.num_samples / self.pipe.mel.sample_rate
         if duration is not None and abs(duration - clip) > 1e-6:
-            raise ValueError(f"the toy model generates {clip:g} s clips only; got duration={duration}")
+            raise TadaError(f"the toy model generates {clip:g} s clips only; got duration={duration}")
         return self.pipe(prompt=prompts, generator=generators, num_inference_steps=steps, guidance_scale=guidance)

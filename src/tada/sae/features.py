@@ -3,12 +3,11 @@ the decoder sum (eq. 7)."""
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 
-
-from tada.sae.model import (Data, TopKSAE, check_data, positive_int, rows_in_order)
+from tada.errors import TadaError
+from tada.sae.model import Data, TopKSAE, check_data, positive_int, rows_in_order
 
 
 @torch.no_grad()
@@ -30,23 +29,23 @@ def tfidf_scores(mu_concept: Tensor, mu_counter: Tensor, eps: float = 1e-6) -> T
     """Eq. 6: score_j = mu_j(P_c) * log(1 + 1 / (mu_j(P_counter) + eps)), for every latent j."""
     for name, mu in (("mu_concept", mu_concept), ("mu_counter", mu_counter)):
         if not isinstance(mu, Tensor) or mu.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D tensor of mean latent activations; got "
+            raise TadaError(f"{name} must be a 1-D tensor of mean latent activations; got "
                              f"{tuple(mu.shape) if isinstance(mu, Tensor) else type(mu).__name__}")
         if (mu < 0).any():
-            raise ValueError(f"{name} must be >= 0 (means of ReLU latents); its minimum is {mu.min().item():g}")
+            raise TadaError(f"{name} must be >= 0 (means of ReLU latents); its minimum is {mu.min().item():g}")
     if mu_concept.shape != mu_counter.shape:
-        raise ValueError(f"mu_concept {tuple(mu_concept.shape)} and mu_counter {tuple(mu_counter.shape)} differ in shape")
+        raise TadaError(f"mu_concept {tuple(mu_concept.shape)} and mu_counter {tuple(mu_counter.shape)} differ in shape")
     if not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps must be a positive number; got {eps!r}")
+        raise TadaError(f"eps must be a positive number; got {eps!r}")
     return mu_concept * torch.log1p(1.0 / (mu_counter + eps))
 
 
 def select_features(scores: Tensor, tau: int) -> Tensor:
     """Indices (int64) of the ``tau`` highest scores, best first; equal scores keep index order."""
     if not isinstance(scores, Tensor) or scores.ndim != 1:
-        raise ValueError(f"scores must be a 1-D tensor; got {tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")
+        raise TadaError(f"scores must be a 1-D tensor; got {tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")
     if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= len(scores):
-        raise ValueError(f"tau must be an int in [1, {len(scores)}]; got {tau!r}")
+        raise TadaError(f"tau must be an int in [1, {len(scores)}]; got {tau!r}")
     return torch.sort(scores, descending=True, stable=True).indices[:tau]
 
 
@@ -54,9 +53,9 @@ def sae_direction(sae: TopKSAE, features) -> Tensor:
     """Eq. 7: v = sum over j in F of W_dec[:, j] (paper layout; row j of our ``W_dec``). Returns (d_in,)."""
     index = torch.as_tensor(features)
     if index.ndim != 1 or len(index) == 0 or index.is_floating_point() or index.dtype == torch.bool:
-        raise ValueError(f"features must be a non-empty 1-D sequence of latent indices; got {features!r}")
+        raise TadaError(f"features must be a non-empty 1-D sequence of latent indices; got {features!r}")
     if index.min() < 0 or index.max() >= sae.cfg.num_latents:
-        raise ValueError(f"feature indices must be in [0, {sae.cfg.num_latents}); got {index.tolist()}")
+        raise TadaError(f"feature indices must be in [0, {sae.cfg.num_latents}); got {index.tolist()}")
     if len(index.unique()) != len(index):
-        raise ValueError(f"feature indices must be distinct; got {index.tolist()}")
+        raise TadaError(f"feature indices must be distinct; got {index.tolist()}")
     return sae.W_dec.detach()[index].sum(0)

@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from tada.errors import MissingFileError, TadaError
 from tada.sae.store import ActivationReader
 
 WEIGHTS_NAME = "sae.safetensors"
@@ -41,7 +42,7 @@ GRID_NAME = "grid.csv"
 
 def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
+        raise TadaError(f"{name} must be a positive int; got {value!r}")
     return value
 
 
@@ -73,12 +74,12 @@ class SaeConfig:
         positive_int("k", self.k)
         positive_int("dead_tokens", self.dead_tokens)
         if self.k > self.num_latents:
-            raise ValueError(f"k={self.k} exceeds the number of latents {self.num_latents} "
+            raise TadaError(f"k={self.k} exceeds the number of latents {self.num_latents} "
                              f"(d_in={self.d_in} x expansion_factor={self.expansion_factor})")
         if not (isinstance(self.auxk_alpha, (int, float)) and self.auxk_alpha >= 0):
-            raise ValueError(f"auxk_alpha must be a number >= 0; got {self.auxk_alpha!r}")
+            raise TadaError(f"auxk_alpha must be a number >= 0; got {self.auxk_alpha!r}")
         if not (isinstance(self.high_freq_threshold, (int, float)) and 0 < self.high_freq_threshold < 1):
-            raise ValueError(f"high_freq_threshold must be in (0, 1); got {self.high_freq_threshold!r}")
+            raise TadaError(f"high_freq_threshold must be in (0, 1); got {self.high_freq_threshold!r}")
 
     @property
     def num_latents(self) -> int:
@@ -96,14 +97,14 @@ class SaeConfig:
         """Read our ``cfg.json`` or sparsify's (its TopK autoencoders without skip connection)."""
         for name, allowed in (("activation", "topk"), ("skip_connection", False), ("transcode", False)):
             if payload.get(name, allowed) != allowed:
-                raise ValueError(f"cfg.json has {name}={payload[name]!r}; only {name}={allowed!r} is supported")
+                raise TadaError(f"cfg.json has {name}={payload[name]!r}; only {name}={allowed!r} is supported")
         for name in ("d_in", "expansion_factor", "k"):
             if name not in payload:
-                raise ValueError(f"cfg.json lacks {name!r}")
+                raise TadaError(f"cfg.json lacks {name!r}")
         own = {f.name for f in fields(cls)}
         cfg = cls(**{name: value for name, value in payload.items() if name in own})
         if payload.get("num_latents", 0) not in (0, cfg.num_latents):
-            raise ValueError(f"cfg.json has num_latents={payload['num_latents']}; only d_in x expansion_factor "
+            raise TadaError(f"cfg.json has num_latents={payload['num_latents']}; only d_in x expansion_factor "
                              f"= {cfg.num_latents} is supported")
         return cfg
 
@@ -153,7 +154,7 @@ def geometric_median(points: Tensor, max_iter: int = 200, tol: float = 1e-9) -> 
     stopped when a step moves less than ``tol`` times (1 + |y|). Returns float32 (d,).
     """
     if not isinstance(points, Tensor) or points.ndim != 2 or len(points) == 0:
-        raise ValueError(f"points must be a non-empty (n, d) tensor; got "
+        raise TadaError(f"points must be a non-empty (n, d) tensor; got "
                          f"{tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__}")
     x = points.double()
     y = x.mean(0)
@@ -207,7 +208,7 @@ class TopKSAE(nn.Module):
     def __init__(self, cfg: SaeConfig, generator: torch.Generator | None = None):
         super().__init__()
         if not isinstance(cfg, SaeConfig):
-            raise TypeError(f"cfg must be a SaeConfig; got {type(cfg).__name__}")
+            raise TadaError(f"cfg must be a SaeConfig; got {type(cfg).__name__}")
         self.cfg = cfg
         directions = torch.randn(cfg.num_latents, cfg.d_in, generator=generator)
         directions /= directions.norm(dim=1, keepdim=True)
@@ -220,10 +221,10 @@ class TopKSAE(nn.Module):
 
     def _check_rows(self, h: Tensor) -> None:
         if not isinstance(h, Tensor) or not h.is_floating_point():
-            raise TypeError(f"activations must be a floating-point Tensor (n, {self.cfg.d_in}); got "
+            raise TadaError(f"activations must be a floating-point Tensor (n, {self.cfg.d_in}); got "
                             f"{type(h).__name__}" + (f" of dtype {h.dtype}" if isinstance(h, Tensor) else ""))
         if h.ndim != 2 or h.shape[1] != self.cfg.d_in:
-            raise ValueError(f"activations must have shape (n, d_in={self.cfg.d_in}); got {tuple(h.shape)}")
+            raise TadaError(f"activations must have shape (n, d_in={self.cfg.d_in}); got {tuple(h.shape)}")
 
     def encode(self, h: Tensor) -> EncoderOutput:
         """Eq. 4: keep the k largest of ``W_enc (h - b_pre) + b_enc`` per row, then ReLU them."""
@@ -290,22 +291,22 @@ class TopKSAE(nn.Module):
         folder = Path(folder)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} is missing; an SAE folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+                raise MissingFileError(f"{folder / name} is missing; an SAE folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
         try:
             cfg = SaeConfig.from_json(json.loads((folder / CONFIG_NAME).read_text()))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{folder / CONFIG_NAME} is not valid JSON: {err}") from err
+            raise TadaError(f"{folder / CONFIG_NAME} is not valid JSON: {err}") from err
         try:
             tensors = load_file(str(folder / WEIGHTS_NAME))
         except SafetensorError as err:
-            raise ValueError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file: {err}") from err
+            raise TadaError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file: {err}") from err
         sae = cls(cfg)
         expected = {name: tuple(value.shape) for name, value in sae.state_dict().items()}
         if set(tensors) != set(expected):
-            raise ValueError(f"{folder / WEIGHTS_NAME} has tensors {sorted(tensors)}; expected {sorted(expected)}")
+            raise TadaError(f"{folder / WEIGHTS_NAME} has tensors {sorted(tensors)}; expected {sorted(expected)}")
         for name, shape in expected.items():
             if tuple(tensors[name].shape) != shape:
-                raise ValueError(f"{folder / WEIGHTS_NAME}: {name} has shape {tuple(tensors[name].shape)}; "
+                raise TadaError(f"{folder / WEIGHTS_NAME}: {name} has shape {tuple(tensors[name].shape)}; "
                                  f"cfg.json implies {shape}")
         sae.load_state_dict({name: value.float() for name, value in tensors.items()})
         return sae
@@ -320,14 +321,14 @@ def check_data(data: Data, d_in: int) -> int:
         width, rows = data.d, len(data)
     elif isinstance(data, Tensor):
         if not data.is_floating_point() or data.ndim != 2:
-            raise ValueError(f"activation tensor must be floating-point (n, d); got {data.dtype} {tuple(data.shape)}")
+            raise TadaError(f"activation tensor must be floating-point (n, d); got {data.dtype} {tuple(data.shape)}")
         width, rows = data.shape[1], data.shape[0]
     else:
-        raise TypeError(f"data must be a Tensor (n, d) or an ActivationReader; got {type(data).__name__}")
+        raise TadaError(f"data must be a Tensor (n, d) or an ActivationReader; got {type(data).__name__}")
     if width != d_in:
-        raise ValueError(f"activations have width d={width}; the SAE expects d_in={d_in}")
+        raise TadaError(f"activations have width d={width}; the SAE expects d_in={d_in}")
     if rows == 0:
-        raise ValueError("no activation rows to read: the data is empty")
+        raise TadaError("no activation rows to read: the data is empty")
     return rows
 
 

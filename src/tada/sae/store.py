@@ -30,6 +30,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from tada.errors import MissingFileError, TadaError
+
 INDEX_NAME = "index.json"
 TENSOR_NAME = "activations"
 STORE_FORMAT = "tada.activations"
@@ -51,23 +53,23 @@ def _write_json_atomically(path: Path, payload: dict) -> None:
 def _read_index(folder: Path) -> dict:
     path = folder / INDEX_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"no activation store at {folder}: {INDEX_NAME} is missing")
+        raise MissingFileError(f"no activation store at {folder}: {INDEX_NAME} is missing")
     try:
         index = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"corrupt activation index {path}: not valid JSON ({err})") from err
+        raise TadaError(f"corrupt activation index {path}: not valid JSON ({err})") from err
     if not isinstance(index, dict) or index.get("format") != STORE_FORMAT:
-        raise ValueError(f"{path} is not an activation index: expected format {STORE_FORMAT!r}")
+        raise TadaError(f"{path} is not an activation index: expected format {STORE_FORMAT!r}")
     if index.get("version") != STORE_VERSION or index.get("dtype") != STORE_DTYPE:
-        raise ValueError(
+        raise TadaError(
             f"{path}: unsupported version/dtype {index.get('version')!r}/{index.get('dtype')!r}; "
             f"this reader accepts version {STORE_VERSION} with dtype {STORE_DTYPE!r}"
         )
     for field in ("d", "rows", "shards"):
         if field not in index:
-            raise ValueError(f"corrupt activation index {path}: field {field!r} is missing")
+            raise TadaError(f"corrupt activation index {path}: field {field!r} is missing")
     if sum(s["rows"] for s in index["shards"]) != index["rows"]:
-        raise ValueError(f"corrupt activation index {path}: shard rows do not add up to {index['rows']}")
+        raise TadaError(f"corrupt activation index {path}: shard rows do not add up to {index['rows']}")
     return index
 
 
@@ -75,17 +77,17 @@ def _check_shard(folder: Path, shard: dict, d: int) -> None:
     """Raise unless the shard file exists and holds one float16 (rows, d) tensor, per the index."""
     path = folder / shard["file"]
     if not path.is_file():
-        raise FileNotFoundError(f"activation shard {path} listed in {INDEX_NAME} is missing")
+        raise MissingFileError(f"activation shard {path} listed in {INDEX_NAME} is missing")
     try:
         with safe_open(str(path), framework="pt") as f:
             if list(f.keys()) != [TENSOR_NAME]:
-                raise ValueError(f"corrupt activation shard {path}: expected one tensor {TENSOR_NAME!r}, got {list(f.keys())}")
+                raise TadaError(f"corrupt activation shard {path}: expected one tensor {TENSOR_NAME!r}, got {list(f.keys())}")
             view = f.get_slice(TENSOR_NAME)
             shape, dtype = tuple(view.get_shape()), view.get_dtype()
     except SafetensorError as err:
-        raise ValueError(f"corrupt activation shard {path}: {err}") from err
+        raise TadaError(f"corrupt activation shard {path}: {err}") from err
     if shape != (shard["rows"], d) or dtype != "F16":
-        raise ValueError(
+        raise TadaError(
             f"activation shard {path} holds {dtype} {shape}; the index expects F16 {(shard['rows'], d)}"
         )
 
@@ -101,9 +103,9 @@ class ActivationWriter:
 
     def __init__(self, folder: str | Path, d: int, shard_rows: int = 65536):
         if isinstance(d, bool) or not isinstance(d, int) or d <= 0:
-            raise ValueError(f"d must be a positive int (the activation width); got {d!r}")
+            raise TadaError(f"d must be a positive int (the activation width); got {d!r}")
         if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows <= 0:
-            raise ValueError(f"shard_rows must be a positive int; got {shard_rows!r}")
+            raise TadaError(f"shard_rows must be a positive int; got {shard_rows!r}")
         self.folder = Path(folder)
         self.d = d
         self.shard_rows = shard_rows
@@ -113,7 +115,7 @@ class ActivationWriter:
         if (self.folder / INDEX_NAME).exists():
             self._index = _read_index(self.folder)
             if self._index["d"] != d:
-                raise ValueError(f"store {self.folder} holds rows of width d={self._index['d']}; got d={d}")
+                raise TadaError(f"store {self.folder} holds rows of width d={self._index['d']}; got d={d}")
             for shard in self._index["shards"]:
                 _check_shard(self.folder, shard, d)
             listed = {s["file"] for s in self._index["shards"]}
@@ -143,24 +145,24 @@ class ActivationWriter:
         Values are stored as float16, so they must be finite and within +-65504.
         """
         if not isinstance(rows, torch.Tensor) or not rows.is_floating_point():
-            raise TypeError(f"rows must be a floating-point torch.Tensor (n, d); got {type(rows).__name__}"
+            raise TadaError(f"rows must be a floating-point torch.Tensor (n, d); got {type(rows).__name__}"
                             + (f" of dtype {rows.dtype}" if isinstance(rows, torch.Tensor) else ""))
         if rows.ndim != 2 or rows.shape[1] != self.d or rows.shape[0] == 0:
-            raise ValueError(f"rows must have shape (n >= 1, d={self.d}); got {tuple(rows.shape)}")
+            raise TadaError(f"rows must have shape (n >= 1, d={self.d}); got {tuple(rows.shape)}")
         if key is not None:
             if not isinstance(key, str):
-                raise TypeError(f"key must be a str or None; got {type(key).__name__}")
+                raise TadaError(f"key must be a str or None; got {type(key).__name__}")
             if key in self._done_keys or any(u["key"] == key for u in self._pending_units):
-                raise ValueError(f"unit key {key!r} was already added to {self.folder}")
+                raise TadaError(f"unit key {key!r} was already added to {self.folder}")
         meta = {} if meta is None else meta
         if not isinstance(meta, dict):
-            raise TypeError(f"meta must be a dict of JSON scalars or None; got {type(meta).__name__}")
+            raise TadaError(f"meta must be a dict of JSON scalars or None; got {type(meta).__name__}")
         for name, value in meta.items():
             if not isinstance(name, str) or not (value is None or isinstance(value, (str, int, float, bool))):
-                raise TypeError(f"meta entries must be str -> JSON scalar (str, int, float, bool, None); got {name!r}: {value!r}")
+                raise TadaError(f"meta entries must be str -> JSON scalar (str, int, float, bool, None); got {name!r}: {value!r}")
         values = rows.detach().to("cpu", torch.float32)
         if not torch.isfinite(values).all() or values.abs().max().item() > FLOAT16_MAX:
-            raise ValueError(f"rows must be finite and within +-{FLOAT16_MAX:g} to be stored as float16; "
+            raise TadaError(f"rows must be finite and within +-{FLOAT16_MAX:g} to be stored as float16; "
                              f"got max |value| {values.abs().max().item():g}")
         self._pending.append(values.to(torch.float16))
         self._pending_units.append({"key": key, "rows": rows.shape[0], "meta": meta})
@@ -214,7 +216,7 @@ class ActivationReader:
     def shard(self, number: int) -> torch.Tensor:
         """All rows of shard ``number`` as float32 (rows, d)."""
         if not 0 <= number < self.num_shards:
-            raise ValueError(f"shard number must be in [0, {self.num_shards}); got {number}")
+            raise TadaError(f"shard number must be in [0, {self.num_shards}); got {number}")
         with safe_open(str(self.folder / self._index["shards"][number]["file"]), framework="pt") as f:
             return f.get_tensor(TENSOR_NAME).float()
 
@@ -245,7 +247,7 @@ class ActivationReader:
         gives the same batches. The last short batch is yielded unless ``drop_last``.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+            raise TadaError(f"batch_size must be a positive int; got {batch_size!r}")
         gen = torch.Generator().manual_seed(seed)
         order = torch.randperm(self.num_shards, generator=gen).tolist() if shuffle else range(self.num_shards)
         carry = torch.empty(0, self.d)

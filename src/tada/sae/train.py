@@ -12,9 +12,19 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from tada.errors import TadaError
+from tada.sae.model import (
+    CHECKPOINT_NAME,
+    GRID_NAME,
+    HISTORY_NAME,
+    Data,
+    SaeConfig,
+    TopKSAE,
+    check_data,
+    epoch_batches,
+    positive_int,
+)
 from tada.sae.store import ActivationReader
-
-from tada.sae.model import (CHECKPOINT_NAME, Data, GRID_NAME, HISTORY_NAME, SaeConfig, TopKSAE, check_data, epoch_batches, positive_int)
 
 
 class TrainResult(NamedTuple):
@@ -59,12 +69,12 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
     positive_int("checkpoint_every", checkpoint_every)
     positive_int("median_sample", median_sample)
     if batch_size < 2 or batch_size > rows:
-        raise ValueError(f"batch_size must be in [2, {rows}] (the number of rows); got {batch_size}")
+        raise TadaError(f"batch_size must be in [2, {rows}] (the number of rows); got {batch_size}")
     if max_steps is not None:
         positive_int("max_steps", max_steps)
     lr = default_lr(cfg.num_latents) if lr is None else lr
     if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
+        raise TadaError(f"lr must be a positive number; got {lr!r}")
     steps_per_epoch = rows // batch_size
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     run = {"cfg": cfg.to_json(), "batch_size": batch_size, "lr": lr, "seed": seed, "rows": rows}
@@ -78,7 +88,7 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=True)
         if saved["run"] != run:
-            raise ValueError(f"{checkpoint} belongs to another run: it has {saved['run']}, this call asks for {run}; "
+            raise TadaError(f"{checkpoint} belongs to another run: it has {saved['run']}, this call asks for {run}; "
                              "use another out folder")
         sae.load_state_dict(saved["sae"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -110,7 +120,13 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
             .float().mean().item(),
             "seconds": state["seconds"]}
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(TextColumn("SAE m={task.fields[m]} k={task.fields[k]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("fvu {task.fields[fvu]:.4f}"), TimeRemainingColumn(), disable=not progress)
@@ -176,9 +192,9 @@ def grid_search(data: Data, m_values=(2, 4, 8, 16), k_values=(16, 32, 64), epoch
     elif isinstance(data, Tensor) and data.ndim == 2:
         d_in = data.shape[1]
     else:
-        raise TypeError(f"data must be a Tensor (n, d) or an ActivationReader; got {type(data).__name__}")
+        raise TadaError(f"data must be a Tensor (n, d) or an ActivationReader; got {type(data).__name__}")
     if not m_values or not k_values:
-        raise ValueError(f"m_values and k_values must be non-empty; got {m_values!r}, {k_values!r}")
+        raise TadaError(f"m_values and k_values must be non-empty; got {m_values!r}, {k_values!r}")
     configs = [SaeConfig(d_in=d_in, expansion_factor=m, k=k, **cfg_options) for m in m_values for k in k_values]
     table = []
     for cfg in configs:
@@ -202,11 +218,11 @@ def choose_sae(table: pd.DataFrame) -> pd.Series:
     """
     needed = ["fvu", "dead_fraction", "high_freq_fraction", "num_latents", "k"]
     if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame from grid_search; got {type(table).__name__}")
+        raise TadaError(f"table must be a pandas DataFrame from grid_search; got {type(table).__name__}")
     missing = [c for c in needed if c not in table.columns]
     if missing:
-        raise ValueError(f"table lacks columns {missing}; grid_search's table has {needed}")
+        raise TadaError(f"table lacks columns {missing}; grid_search's table has {needed}")
     if table.empty:
-        raise ValueError("table is empty: no SAE to choose from")
+        raise TadaError("table is empty: no SAE to choose from")
     scored = table.assign(score=table["fvu"] + table["dead_fraction"] + table["high_freq_fraction"])
     return scored.sort_values(["score", "fvu", "num_latents", "k"], kind="stable").iloc[0]

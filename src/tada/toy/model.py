@@ -20,6 +20,7 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from safetensors.torch import load_file, save_file
 
 from tada.audio import htk_mel_filterbank
+from tada.errors import MissingFileError, TadaError
 from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -49,7 +50,7 @@ class MelSpec:
 
     def __post_init__(self):
         if len(self.mean) != self.n_mels or len(self.std) != self.n_mels:
-            raise ValueError(f"mean/std need {self.n_mels} values; got {len(self.mean)} and {len(self.std)}")
+            raise TadaError(f"mean/std need {self.n_mels} values; got {len(self.mean)} and {len(self.std)}")
         fb = htk_mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.f_min, self.f_max)
         self._fb = torch.from_numpy(fb).float()
         self._fb_pinv = torch.from_numpy(np.linalg.pinv(fb)).float()
@@ -68,7 +69,7 @@ class MelSpec:
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, N) waveform -> (B, n_mels, frames) log mel magnitude."""
         if wave.ndim != 2:
-            raise ValueError(f"log_mel needs a (batch, samples) waveform; got shape {tuple(wave.shape)}")
+            raise TadaError(f"log_mel needs a (batch, samples) waveform; got shape {tuple(wave.shape)}")
         mag = self._stft(wave.float()).abs()
         return torch.log(torch.einsum("mf,bft->bmt", self._fb, mag) + self.floor)
 
@@ -155,7 +156,7 @@ class ToyPipeline:
         """The same class with random DiT weights (seeded); `config_overrides` update the DiT config."""
         unknown = set(config_overrides) - set(DEFAULT_TRANSFORMER)
         if unknown:
-            raise ValueError(f"unknown transformer config keys {sorted(unknown)}; accepted: {sorted(DEFAULT_TRANSFORMER)}")
+            raise TadaError(f"unknown transformer config keys {sorted(unknown)}; accepted: {sorted(DEFAULT_TRANSFORMER)}")
         config = {**DEFAULT_TRANSFORMER, **config_overrides}
         torch.manual_seed(seed)
         transformer = StableAudioDiTModel(**config)
@@ -170,7 +171,7 @@ class ToyPipeline:
         config_file, weights_file = folder / PIPELINE_CONFIG, folder / PIPELINE_WEIGHTS
         for f in (config_file, weights_file):
             if not f.is_file():
-                raise FileNotFoundError(f"{f} not found; a toy pipeline folder holds {PIPELINE_CONFIG} and {PIPELINE_WEIGHTS}")
+                raise MissingFileError(f"{f} not found; a toy pipeline folder holds {PIPELINE_CONFIG} and {PIPELINE_WEIGHTS}")
         config = json.loads(config_file.read_text())
         transformer = StableAudioDiTModel(**config["transformer"])
         transformer.load_state_dict(load_file(weights_file))
@@ -199,7 +200,7 @@ class ToyPipeline:
         S = `max_tokens` for every batch (pad/truncate), so a row never depends on the others.
         """
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-            raise TypeError(f"prompts must be a list of strings; got {prompts!r}")
+            raise TadaError(f"prompts must be a list of strings; got {prompts!r}")
         tokens = self.tokenizer(list(prompts), padding="max_length", truncation=True,
                                 max_length=self.max_tokens, return_tensors="pt")
         mask = tokens["attention_mask"].bool()
@@ -239,18 +240,18 @@ class ToyPipeline:
         steps = self.default_steps if num_inference_steps is None else int(num_inference_steps)
         scale = self.default_guidance if guidance_scale is None else float(guidance_scale)
         if isinstance(prompt, str) or not isinstance(prompt, (list, tuple)):
-            raise TypeError(f"prompt must be a list of strings; got {type(prompt).__name__}")
+            raise TadaError(f"prompt must be a list of strings; got {type(prompt).__name__}")
         if isinstance(generator, torch.Generator) or len(generator) != len(prompt):
-            raise ValueError(f"need one torch.Generator per prompt ({len(prompt)}); got {generator!r}")
+            raise TadaError(f"need one torch.Generator per prompt ({len(prompt)}); got {generator!r}")
         if steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1; got {steps}")
+            raise TadaError(f"num_inference_steps must be >= 1; got {steps}")
         b = len(prompt)
         shape = (self.mel.n_mels, self.mel.frames)
         if latents is None:
             x = torch.stack([torch.randn(shape, generator=g) for g in generator])
         else:
             if tuple(latents.shape) != (b, *shape):
-                raise ValueError(f"latents must have shape {(b, *shape)}; got {tuple(latents.shape)}")
+                raise TadaError(f"latents must have shape {(b, *shape)}; got {tuple(latents.shape)}")
             x = latents.float().clone()
         states, mask = self.encode_prompt(list(prompt))
         guided = scale > 1.0

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tada.audio import Audio
+from tada.errors import MissingFileError, TadaError
 from tada.evaluation.scorers.base import cosine_similarity
 from tada.toy.model import WEIGHTS_DIR, MelSpec
 from tada.toy.synth import INSTRUMENTS, NUM_SAMPLES, SAMPLE_RATE, VOCABULARY
@@ -49,7 +50,7 @@ _PATTERNS = [
 def text_atoms(text: str) -> torch.Tensor:
     """(len(ATOMS),) float32: 1 where an atom's word occurs in `text`, else 0."""
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str; got {type(text).__name__}")
+        raise TadaError(f"text must be a str; got {type(text).__name__}")
     low = text.lower()
     return torch.tensor([1.0 if p.search(low) else 0.0 for p in _PATTERNS])
 
@@ -103,7 +104,7 @@ class ToyScorer:
         config_file, weights_file = folder / SCORER_CONFIG, folder / SCORER_WEIGHTS
         for f in (config_file, weights_file):
             if not f.is_file():
-                raise FileNotFoundError(f"{f} not found; a toy scorer folder holds {SCORER_CONFIG} and {SCORER_WEIGHTS}")
+                raise MissingFileError(f"{f} not found; a toy scorer folder holds {SCORER_CONFIG} and {SCORER_WEIGHTS}")
         config = json.loads(config_file.read_text())
         net = AttributeNet(**config["net"])
         net.load_state_dict(load_file(weights_file))
@@ -120,7 +121,7 @@ class ToyScorer:
     def features(self, audio: Audio) -> torch.Tensor:
         """Normalized log-mel (B, n_mels, frames) of mono, peak-normalized (0.9), 16 kHz, cropped/padded audio."""
         if not isinstance(audio, Audio):
-            raise TypeError(f"ToyScorer needs an tada.audio.Audio; got {type(audio).__name__}")
+            raise TadaError(f"ToyScorer needs an tada.audio.Audio; got {type(audio).__name__}")
         wave = audio.mono_at(SAMPLE_RATE)
         wave = wave[:, :NUM_SAMPLES]
         if wave.shape[1] < NUM_SAMPLES:
@@ -138,7 +139,7 @@ class ToyScorer:
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         if isinstance(texts, str):
-            raise TypeError("embed_text needs a list of strings, not one string")
+            raise TadaError("embed_text needs a list of strings, not one string")
         return torch.nn.functional.normalize(torch.stack([text_atoms(t) for t in texts]), dim=-1)
 
     def similarity(self, audio: Audio, texts: list[str]) -> torch.Tensor:

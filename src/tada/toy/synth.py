@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.signal import butter, sosfilt
 
+from tada.errors import TadaError
+
 SAMPLE_RATE = 16000
 #: 99 hops of 640 samples: a clip is exactly 100 mel frames (see `tada.toy.model.MelSpec`).
 NUM_SAMPLES = 640 * 99
@@ -60,15 +62,15 @@ class Attributes:
         for key in ("tempo", "mood", "vocal", "genre"):
             value = getattr(self, key)
             if value not in VOCABULARY[key]:
-                raise ValueError(f"{key}={value!r} is not one of {sorted(VOCABULARY[key])}")
+                raise TadaError(f"{key}={value!r} is not one of {sorted(VOCABULARY[key])}")
         unknown = [i for i in self.instruments if i not in INSTRUMENTS]
         if unknown:
-            raise ValueError(f"unknown instruments {unknown}; accepted: {list(INSTRUMENTS)}")
+            raise TadaError(f"unknown instruments {unknown}; accepted: {list(INSTRUMENTS)}")
         if not any(i in MELODIC for i in self.instruments):
-            raise ValueError(f"instruments {list(self.instruments)} need at least one of {list(MELODIC)}")
+            raise TadaError(f"instruments {list(self.instruments)} need at least one of {list(MELODIC)}")
         low, high = TEMPO_BPM[self.tempo]
         if not low <= self.bpm <= high:
-            raise ValueError(f"bpm={self.bpm} is outside the {self.tempo} range {low}-{high}")
+            raise TadaError(f"bpm={self.bpm} is outside the {self.tempo} range {low}-{high}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -172,7 +174,7 @@ def _harmonic_amps(instrument: str, f0: float, bright: float) -> np.ndarray:
     elif instrument == "guitar":
         amps = np.abs(np.sin(np.pi * k * 0.18)) / k**1.3
     else:
-        raise ValueError(f"no harmonic spectrum for {instrument!r}; accepted: {list(MELODIC)}")
+        raise TadaError(f"no harmonic spectrum for {instrument!r}; accepted: {list(MELODIC)}")
     amps = amps * np.exp(-(k - 1) * (1.0 - bright) * 0.25)
     return np.where(k * f0 < SAMPLE_RATE / 2 - 200, amps, 0.0)
 
@@ -202,7 +204,7 @@ def _envelope(instrument: str, n: int, dur: float) -> np.ndarray:
         attack = {"flute": 0.06, "violin": 0.09, "trumpet": 0.03, "vocal": 0.05}[instrument]
         env = np.ones(n)
     else:
-        raise ValueError(f"no envelope for {instrument!r}")
+        raise TadaError(f"no envelope for {instrument!r}")
     env = env * np.clip(t / attack, 0.0, 1.0)
     release = np.clip((dur - t) / 0.04, 0.0, 1.0)
     return env * release

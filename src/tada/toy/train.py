@@ -16,10 +16,26 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from tada.errors import MissingFileError
 from tada.toy.model import TEXT_DIM, MelSpec, ToyPipeline
-from tada.toy.scorer import ATOMS, GROUPS, AttributeNet, ToyScorer, atom_probabilities, attribute_targets, text_atoms
+from tada.toy.scorer import (
+    ATOMS,
+    GROUPS,
+    AttributeNet,
+    ToyScorer,
+    atom_probabilities,
+    attribute_targets,
+    text_atoms,
+)
 from tada.toy.synth import INSTRUMENTS, caption, make_example, sample_attributes
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -81,7 +97,7 @@ def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0) -> None:
 def load_split(out: Path, *splits: str) -> dict:
     files = [f for split in splits for f in sorted((out / "data").glob(f"{split}_*.pt"))]
     if not files:
-        raise FileNotFoundError(f"no {'/'.join(splits)} chunks under {out / 'data'}; run the 'data' stage first")
+        raise MissingFileError(f"no {'/'.join(splits)} chunks under {out / 'data'}; run the 'data' stage first")
     parts = [torch.load(f, weights_only=False) for f in files]
     merged = {k: torch.cat([p[k] for p in parts]) for k in ("log_mel", "targets")}
     with_gl = [p for p in parts if "log_mel_gl" in p]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tada.errors import TadaError
 from tada.evaluation.scorers.base import Scorer, cosine_similarity
 
 
@@ -46,9 +47,9 @@ def load_scorer(name: str, **kw) -> Scorer:
     """Build the scorer registered under `name` ("clap", "clap-tiny", "muq", "toy"); keyword arguments go to
     its constructor (e.g. `load_scorer("clap", checkpoint="laion/clap-htsat-unfused")`)."""
     if not isinstance(name, str):
-        raise TypeError(f"scorer name must be a str; got {type(name).__name__}")
+        raise TadaError(f"scorer name must be a str; got {type(name).__name__}")
     if name not in SCORERS:
-        raise ValueError(f"unknown scorer {name!r}; known scorers: {', '.join(sorted(SCORERS))}")
+        raise TadaError(f"unknown scorer {name!r}; known scorers: {', '.join(sorted(SCORERS))}")
     return SCORERS[name](**kw)
 
 

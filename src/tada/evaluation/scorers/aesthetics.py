@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from tada.audio import Audio
+from tada.errors import MissingFileError, TadaError
 
 AXES = ("CE", "CU", "PC", "PQ")
 SAMPLE_RATE = 16000
@@ -48,7 +49,7 @@ def inference_windows(wavs: torch.Tensor, window: int = WINDOW):
     fraction of each window and owners the row each window came from.
     """
     if wavs.ndim != 2 or wavs.shape[1] == 0:
-        raise ValueError(f"wavs must be (batch, samples) with samples > 0; got shape {tuple(wavs.shape)}")
+        raise TadaError(f"wavs must be (batch, samples) with samples > 0; got shape {tuple(wavs.shape)}")
     pieces, masks, weights, owners = [], [], [], []
     for row, wav in enumerate(wavs):
         for start in range(0, wav.shape[0], window):
@@ -76,11 +77,11 @@ class AudioboxAesthetics:
     def __init__(self, model: torch.nn.Module, *, batch_size: int = 4):
         transform = getattr(model, "target_transform", None)
         if not isinstance(transform, dict) or any(axis not in transform for axis in AXES):
-            raise ValueError(
+            raise TadaError(
                 f"model.target_transform must map each of {AXES} to {{'mean': ..., 'std': ...}}; got {transform!r}"
             )
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+            raise TadaError(f"batch_size must be >= 1; got {batch_size}")
         self.model = model.eval()
         self.batch_size = batch_size
         self.mean = {axis: float(transform[axis]["mean"]) for axis in AXES}
@@ -96,13 +97,13 @@ class AudioboxAesthetics:
         path = Path(checkpoint)
         if path.suffix == ".pt":
             if not path.is_file():
-                raise FileNotFoundError(f"Audiobox Aesthetics checkpoint {path} does not exist")
+                raise MissingFileError(f"Audiobox Aesthetics checkpoint {path} does not exist")
             model = _from_original_checkpoint(aes_class, path)
         else:
             try:
                 model = aes_class.from_pretrained(str(checkpoint))
             except OSError as err:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"cannot load Audiobox Aesthetics weights {str(checkpoint)!r}: {err}. Pass a hub id reachable "
                     "from here, a folder with config.json and model.safetensors, or the original checkpoint.pt."
                 ) from err
@@ -125,7 +126,7 @@ class AudioboxAesthetics:
     def score(self, audio: Audio) -> dict[str, torch.Tensor]:
         """Per-row CE, CU, PC, PQ: window scores mapped back to the rating scale, averaged with window weights."""
         if not isinstance(audio, Audio):
-            raise TypeError(f"audio must be an Audio; got {type(audio).__name__}")
+            raise TadaError(f"audio must be an Audio; got {type(audio).__name__}")
         wavs = audio.mono_at(SAMPLE_RATE)
         windows, masks, weights, owners = inference_windows(wavs)
         raw = {axis: [] for axis in AXES}
@@ -153,7 +154,7 @@ def _from_original_checkpoint(aes_class, path: Path):
         model = aes_class(**{k: ckpt["model_cfg"][k] for k in cfg_keys}, target_transform=ckpt["target_transform"])
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     except (KeyError, TypeError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise ValueError(
+        raise TadaError(
             f"{path} is not an Audiobox Aesthetics checkpoint (dict with state_dict, model_cfg, target_transform): {err}"
         ) from err
     model.load_state_dict(state)

@@ -15,9 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+from transformers import (
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    ClapProcessor,
+    RobertaTokenizer,
+)
 
 from tada.audio import Audio
+from tada.errors import MissingFileError, TadaError
 from tada.evaluation.scorers.base import cosine_similarity
 
 DEFAULT_CHECKPOINT = "laion/larger_clap_music"
@@ -39,7 +46,7 @@ _TINY_WORDS = (
 def window_starts(n_samples: int, window: int) -> list[int]:
     """Start samples of the fixed windows that cover `n_samples` (see module docstring)."""
     if n_samples <= 0 or window <= 0:
-        raise ValueError(f"need positive lengths; got n_samples={n_samples}, window={window}")
+        raise TadaError(f"need positive lengths; got n_samples={n_samples}, window={window}")
     if n_samples <= window:
         return [0]
     starts = list(range(0, n_samples - window + 1, window))
@@ -70,9 +77,9 @@ class ClapScorer:
         check: bool = True,
     ):
         if not isinstance(model, ClapModel):
-            raise TypeError(f"model must be a transformers ClapModel; got {type(model).__name__}")
+            raise TadaError(f"model must be a transformers ClapModel; got {type(model).__name__}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+            raise TadaError(f"batch_size must be >= 1; got {batch_size}")
         self.model = model.eval()
         self.feature_extractor = feature_extractor
         self.tokenizer = tokenizer
@@ -99,7 +106,7 @@ class ClapScorer:
             model = ClapModel.from_pretrained(str(checkpoint))
             processor = ClapProcessor.from_pretrained(str(checkpoint))
         except OSError as err:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"cannot load CLAP checkpoint {str(checkpoint)!r}: {err}. Pass a hub id reachable from here "
                 "(downloads need HF_HUB_OFFLINE unset) or a local folder with the model and processor files."
             ) from err
@@ -151,7 +158,7 @@ class ClapScorer:
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         """(T, E) unit-norm float32 text embeddings."""
         if isinstance(texts, str) or not texts or not all(isinstance(t, str) for t in texts):
-            raise TypeError(f"texts must be a non-empty list of strings; got {texts!r}")
+            raise TadaError(f"texts must be a non-empty list of strings; got {texts!r}")
         out = []
         for i in range(0, len(texts), self.batch_size):
             tokens = self.tokenizer(list(texts[i : i + self.batch_size]), padding=True, truncation=True, return_tensors="pt")
@@ -162,7 +169,7 @@ class ClapScorer:
     def windows(self, audio: Audio) -> tuple[list[np.ndarray], list[int]]:
         """Mono 48 kHz windows of every row and, for each window, the row it belongs to."""
         if not isinstance(audio, Audio):
-            raise TypeError(f"audio must be an Audio; got {type(audio).__name__}")
+            raise TadaError(f"audio must be an Audio; got {type(audio).__name__}")
         mono = audio.mono_at(self.sample_rate, torch.float64).numpy()
         pieces, owners = [], []
         for row, wav in enumerate(mono):
@@ -207,7 +214,7 @@ class ClapScorer:
         ids = self.tokenizer(CHECK_PROMPTS[0])["input_ids"]
         real = [i for i in ids if i not in special]
         if size < MIN_VOCAB or len(real) < 3:
-            raise ValueError(
+            raise TadaError(
                 f"CLAP tokenizer of {self.checkpoint!r} has {size} tokens and splits {CHECK_PROMPTS[0]!r} into "
                 f"{len(real)} non-special tokens; a real vocabulary has at least {MIN_VOCAB} tokens. Offline loading "
                 "of a missing checkpoint can yield such a stub: check the checkpoint id or folder."
@@ -217,11 +224,11 @@ class ClapScorer:
         emb = self.embed_text(list(CHECK_PROMPTS))
         norms = emb.norm(dim=-1)
         if not torch.all(torch.isfinite(emb)) or not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
-            raise ValueError(f"CLAP text embeddings of {self.checkpoint!r} are not finite unit vectors (norms {norms.tolist()})")
+            raise TadaError(f"CLAP text embeddings of {self.checkpoint!r} are not finite unit vectors (norms {norms.tolist()})")
         cos = emb @ emb.T
         off = cos[~torch.eye(len(emb), dtype=torch.bool)]
         if off.max() >= MAX_PROMPT_COSINE:
-            raise ValueError(
+            raise TadaError(
                 f"CLAP text embeddings of {self.checkpoint!r} have collapsed: different prompts reach cosine "
                 f"{off.max():.4f} (limit {MAX_PROMPT_COSINE}). The weights or the tokenizer are broken for this checkpoint."
             )

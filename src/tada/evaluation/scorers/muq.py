@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tada.audio import Audio, htk_mel_filterbank
+from tada.errors import MissingFileError, TadaError
 from tada.evaluation.scorers.base import cosine_similarity
 
 DEFAULT_CHECKPOINT = "OpenMuQ/MuQ-MuLan-large"
@@ -69,7 +70,7 @@ def _file(repo: str, filename: str, *, required: bool = True) -> Path | None:
         if path.is_file():
             return path
         if required:
-            raise FileNotFoundError(f"{filename} not found in MuQ-MuLan folder {repo}")
+            raise MissingFileError(f"{filename} not found in MuQ-MuLan folder {repo}")
         return None
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
@@ -78,10 +79,10 @@ def _file(repo: str, filename: str, *, required: bool = True) -> Path | None:
         return Path(hf_hub_download(repo, filename))
     except EntryNotFoundError:
         if required:
-            raise FileNotFoundError(f"{filename} not found in hub repository {repo!r}") from None
+            raise MissingFileError(f"{filename} not found in hub repository {repo!r}") from None
         return None
     except Exception as err:  # offline, unknown repository, no cache
-        raise FileNotFoundError(f"cannot fetch {filename} of {repo!r} (a hub id or a local folder): {err}") from err
+        raise MissingFileError(f"cannot fetch {filename} of {repo!r} (a hub id or a local folder): {err}") from err
 
 
 def _weights(repo: str) -> dict[str, torch.Tensor]:
@@ -93,7 +94,7 @@ def _weights(repo: str) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     path = _file(repo, "pytorch_model.bin", required=False)
     if path is None:
-        raise FileNotFoundError(f"{repo!r} has neither model.safetensors nor pytorch_model.bin")
+        raise MissingFileError(f"{repo!r} has neither model.safetensors nor pytorch_model.bin")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -169,17 +170,19 @@ class MuQEncoder(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
         from transformers import Wav2Vec2ConformerConfig
-        from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import Wav2Vec2ConformerEncoder
+        from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import (
+            Wav2Vec2ConformerEncoder,
+        )
 
         n_fold = 100 // int(config.get("label_rate", 25))
         if n_fold not in (2, 4):
-            raise ValueError(f"MuQ label_rate must be 25 or 50 (frames / 4 or / 2); got {config.get('label_rate')}")
+            raise TadaError(f"MuQ label_rate must be 25 or 50 (frames / 4 or / 2); got {config.get('label_rate')}")
         n_mels = int(config.get("n_mels", N_MELS))
         if n_mels != N_MELS:
-            raise ValueError(f"MuQ computes {N_MELS} mel bands whatever its config says; got n_mels={n_mels}")
+            raise TadaError(f"MuQ computes {N_MELS} mel bands whatever its config says; got n_mels={n_mels}")
         stat = config.get("stat") or {}
         if "melspec_2048_mean" not in stat or "melspec_2048_std" not in stat:
-            raise ValueError("MuQ config lacks stat.melspec_2048_mean / stat.melspec_2048_std (feature statistics)")
+            raise TadaError("MuQ config lacks stat.melspec_2048_mean / stat.melspec_2048_std (feature statistics)")
         width = int(config.get("encoder_dim", 1024))
         self.mel = MelFeatures(int(config.get("hop_length", 240)), stat["melspec_2048_mean"], stat["melspec_2048_std"])
         self.conv = _ConvSubsampling(int(config.get("conv_dim", 512)), width, n_mels, (2, 2) if n_fold == 4 else (2, 1))
@@ -196,7 +199,7 @@ class MuQEncoder(nn.Module):
         layer_norm(layer L)], the order `output_hidden_states` gives; layers past it are not run."""
         layers = self.conformer.layers
         if not -(len(layers) + 1) <= index <= len(layers):
-            raise IndexError(f"MuQ hidden state {index} out of range for {len(layers)} layers")
+            raise TadaError(f"MuQ hidden state {index} out of range for {len(layers)} layers")
         stop = index % (len(layers) + 1)
         x = self.conv(self.mel(wavs).to(self.conv.linear.weight.dtype))  # features in float32, then the model's dtype
         rel = self.conformer.embed_positions(x) if self.conformer.embed_positions is not None else None
@@ -300,7 +303,7 @@ class MuQMuLan(nn.Module):
         mulan, audio_model = config.get("mulan", {}), config.get("audio_model", {})
         self.sample_rate = int(mulan.get("sr", SAMPLE_RATE))
         if self.sample_rate != SAMPLE_RATE:
-            raise ValueError(f"MuQ-MuLan works at {SAMPLE_RATE} Hz; config says sr={self.sample_rate}")
+            raise TadaError(f"MuQ-MuLan works at {SAMPLE_RATE} Hz; config says sr={self.sample_rate}")
         self.clip_samples = int(round(self.sample_rate * float(mulan.get("clip_secs", 10))))
         encoder = MuQEncoder(muq_config)
         model_dim = int(audio_model.get("model_dim") or encoder.conformer.config.hidden_size)
@@ -323,15 +326,15 @@ class MuQMuLan(nn.Module):
         config = json.loads(_file(root, "config.json").read_text())
         for part in ("audio_model", "text_model", "audio_transformer", "text_transformer"):
             if part not in config:
-                raise ValueError(f"{root}: config.json lacks {part!r}; is this a MuQ-MuLan checkpoint?")
+                raise TadaError(f"{root}: config.json lacks {part!r}; is this a MuQ-MuLan checkpoint?")
         audio_repo = _backbone_repo(config["audio_model"]["name"], root)
         text_repo = _backbone_repo(config["text_model"]["name"], root)
         text_config = AutoConfig.from_pretrained(text_repo)
         if text_config.model_type != "xlm-roberta":
-            raise ValueError(f"MuQ-MuLan text backbone must be XLM-RoBERTa; {text_repo!r} is {text_config.model_type!r}")
+            raise TadaError(f"MuQ-MuLan text backbone must be XLM-RoBERTa; {text_repo!r} is {text_config.model_type!r}")
         tokenizer = AutoTokenizer.from_pretrained(text_repo)
         if len(tokenizer) > text_config.vocab_size or len(tokenizer) < 5:
-            raise ValueError(f"tokenizer of {text_repo!r} has {len(tokenizer)} tokens for an embedding table of "
+            raise TadaError(f"tokenizer of {text_repo!r} has {len(tokenizer)} tokens for an embedding table of "
                              f"{text_config.vocab_size}: a real vocabulary was not loaded")
         muq_config = json.loads(_file(audio_repo, "config.json").read_text())
         model = cls(config, muq_config, XLMRobertaModel(text_config, add_pooling_layer=False), tokenizer)
@@ -354,9 +357,9 @@ class MuQMuLan(nn.Module):
                 ours.update(_our_keys({checkpoint_prefix + k: v for k, v in read().items()}))
         missing, unexpected = self.load_state_dict(ours, strict=False)
         if unexpected:
-            raise ValueError(f"MuQ-MuLan checkpoint has weights this port does not know: {sorted(unexpected)[:8]}")
+            raise TadaError(f"MuQ-MuLan checkpoint has weights this port does not know: {sorted(unexpected)[:8]}")
         if missing:
-            raise ValueError(f"MuQ-MuLan checkpoint lacks weights: {sorted(missing)[:8]}")
+            raise TadaError(f"MuQ-MuLan checkpoint lacks weights: {sorted(missing)[:8]}")
 
     @property
     def device(self) -> torch.device:
@@ -376,7 +379,7 @@ class MuQMuLan(nn.Module):
     def embed_audio(self, wavs: torch.Tensor, *, batch_size: int = 8) -> torch.Tensor:
         """(N, samples) 24 kHz mono -> (N, dim_latent): the mean of each row's unit clip latents."""
         if wavs.ndim != 2 or wavs.shape[-1] == 0:
-            raise ValueError(f"wavs must be (batch, samples) with samples > 0; got shape {tuple(wavs.shape)}")
+            raise TadaError(f"wavs must be (batch, samples) with samples > 0; got shape {tuple(wavs.shape)}")
         clips = torch.stack([self.clips(w) for w in wavs])  # every row has the same clip count and length
         flat = clips.flatten(0, 1).to(self.device)
         latents = torch.cat([
@@ -415,14 +418,14 @@ class MuQScorer:
     def embed_audio(self, audio: Audio) -> torch.Tensor:
         """(B, E) unit-norm float32 embeddings of the audio, mixed to mono and resampled to 24 kHz."""
         if not isinstance(audio, Audio):
-            raise TypeError(f"audio must be an Audio; got {type(audio).__name__}")
+            raise TadaError(f"audio must be an Audio; got {type(audio).__name__}")
         return F.normalize(self.model.embed_audio(audio.mono_at(SAMPLE_RATE)).float().cpu(), dim=-1)
 
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         """(T, E) unit-norm float32 text embeddings."""
         if isinstance(texts, str) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise TypeError(f"texts must be a non-empty list of non-empty strings; got {texts!r}")
+            raise TadaError(f"texts must be a non-empty list of non-empty strings; got {texts!r}")
         return self.model.embed_text(list(texts)).float().cpu()
 
     def similarity(self, audio: Audio, texts: list[str]) -> torch.Tensor:

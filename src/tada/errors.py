@@ -1,0 +1,13 @@
+"""The one error class of bad input: what a user passed (a value, a file, a folder) is not what tada accepts.
+
+The command line prints a :class:`TadaError` as one line and exits with code 2; anything else is a bug and
+keeps its traceback.
+"""
+
+
+class TadaError(ValueError):
+    """Bad input: the message names the bad value and what would be accepted."""
+
+
+class MissingFileError(TadaError, FileNotFoundError):
+    """A file or folder the user named does not exist (or lacks a file it must hold)."""
