@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import tada
+from tada.runs import RunFolder
 from tada.errors import TadaError
 from tada.evaluation.scorers import load_scorer
 from tada.localization import (
@@ -95,7 +96,7 @@ def test_batched_sweep_equals_one_layer_at_a_time(small, tmp_path):
 def test_sweep_resumes_and_ends_with_the_same_table(small, tmp_path):
     model, scorer = small
     full = run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4)
-    path = tmp_path / "scores.csv"
+    run = RunFolder(tmp_path, "localize", {"test": 1})
     calls = {"n": 0}
     real = model.generate
 
@@ -108,17 +109,17 @@ def test_sweep_resumes_and_ends_with_the_same_table(small, tmp_path):
     model.generate = dying
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4, scores_path=path)
+            run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4, run=run)
     finally:
         del model.generate
-    partial = pd.read_csv(path)
-    assert 0 < len(partial) < len(full)  # the first unit was written before the kill
-    resumed = run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4, scores_path=path)
+    assert 0 < len(run.units()) < len(PAIRS)  # the first unit was written before the kill
+    resumed = run_sweep(model, scorer, "tempo", PAIRS, ["fast tempo"], seeds=[0], max_batch=4,
+                        run=RunFolder(tmp_path, "localize", {"test": 1}))
     key = ["pair", "seed", "layer"]
     a = impact_table(full.sort_values(key)).table
     b = impact_table(resumed.sort_values(key)).table
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), atol=1e-6)
-    assert len(pd.read_csv(path)) == len(full)
+    assert len(run.units()) == len(PAIRS)
 
 
 def test_localize_writes_a_run_folder(small, tmp_path):

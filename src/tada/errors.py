@@ -11,3 +11,7 @@ class TadaError(ValueError):
 
 class MissingFileError(TadaError, FileNotFoundError):
     """A file or folder the user named does not exist (or lacks a file it must hold)."""
+
+
+class NonFiniteAudioError(TadaError):
+    """A generation went non-finite (NaN or inf), usually under too strong steering; no file is written."""

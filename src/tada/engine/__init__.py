@@ -23,6 +23,6 @@ from tada.engine.sites import (
                                resolve_sites,
 )
 
-__all__ = ["COPIES", "AddVector", "Capture", "Conditioning", "Copy", "Generation", "GuidanceLayout", "HookableModel",
+__all__ = ["COPIES", "AddVector", "Capture", "Conditioning", "Copy", "FirstNonFinite", "Generation", "GuidanceLayout", "HookableModel",
            "Intervention", "PatchContext", "Record", "Site", "StopGeneration", "check_copy", "check_hookable",
            "intervene", "probe_context_modules", "renorm", "resolve_site", "resolve_sites"]

@@ -247,6 +247,26 @@ class AddVector(Intervention):
         return hook
 
 
+class FirstNonFinite(Intervention):
+    """Find where a generation first goes non-finite: ``found`` becomes ``(step, site_index, rows)`` at the
+    first site output holding NaN or inf (a diagnostic run: it synchronises at every site call)."""
+
+    def __init__(self):
+        self.found: tuple[int, int, list[int]] | None = None
+
+    def install(self, gen: Generation):
+        def make(site: Site):
+            def hook(module, args, output):
+                out = output[0] if isinstance(output, tuple) else output
+                if self.found is None:
+                    bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+                    if bad.any():
+                        self.found = (gen.step, site.index, bad.nonzero().flatten().tolist())
+            return hook
+
+        return [s.module.register_forward_hook(make(s)) for s in gen.model.sites]
+
+
 def _contiguous(rows: list[int]) -> slice | list[int]:
     """A slice for a run of consecutive rows (indexing then gives views, not copies), else the list."""
     if rows and rows == list(range(rows[0], rows[-1] + 1)):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,10 +11,11 @@ import pandas as pd
 
 from tada.audio import Audio
 from tada.engine import Copy
-from tada.errors import TadaError
+from tada.errors import NonFiniteAudioError, TadaError
 from tada.methods.vector import SteeringVector
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
+from tada.runs import RunFolder, content_hash
 
 
 def parse_alphas(spec: str | Sequence[float]) -> list[float]:
@@ -45,19 +46,35 @@ def parse_alphas(spec: str | Sequence[float]) -> list[float]:
     return values
 
 
-def wav_name(prompt_index: int, seed: int, alpha: float) -> str:
-    return f"p{prompt_index:03d}_s{seed}_a{alpha:+g}.wav"
+def sweep_settings(model: AudioModel, vectors: Sequence[SteeringVector], steps: int | None, guidance: float | None,
+                   duration: float | None, batch_size: int, copy: Copy, window) -> dict:
+    """What shapes every file of a sweep (the run folder's manifest); prompts, seeds and alphas key each file."""
+    return {"model": model.name, "vectors": [v.content_hash() for v in vectors],
+            "vector_meta": [v.meta for v in vectors], "steps": steps or model.default_steps,
+            "guidance": guidance if guidance is not None else model.default_guidance,
+            "duration": duration if duration is not None else model.default_duration,
+            "batch_size": batch_size, "copy": copy, "window": list(window) if window else None}
+
+
+def wav_name(prompt_index: int, seed: int, alpha: float, key: str) -> str:
+    """A readable file name that no other (prompt, seed, alpha) shares: the unit key's start ends it."""
+    return f"p{prompt_index:03d}_s{seed}_a{alpha:+g}_{key[:10]}.wav"
 
 
 def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVector], prompts: Sequence[str],
                 alphas: Sequence[float], out: str | Path, seeds: Sequence[int] = (0,), steps: int | None = None,
                 guidance: float | None = None, batch_size: int = 8, copy: Copy = "cond",
-                window: tuple[float, float] | None = None) -> pd.DataFrame:
+                window: tuple[float, float] | None = None, duration: float | None = None,
+                overwrite: bool = False) -> pd.DataFrame:
     """Generate every (prompt, seed) at every alpha, all vectors at the same alpha, into ``out/audio``.
 
-    The same seed is used at every alpha, so alpha = 0 is the unsteered reference of each row. Files
-    already present are kept and skipped (a killed sweep resumes). Returns and writes ``out/index.csv``
-    (prompt_index, prompt, seed, alpha, path).
+    The same seed is used at every alpha, so alpha = 0 is the unsteered reference of each row. ``out`` is a
+    :class:`~tada.runs.RunFolder`: a file is reused only when it was made with these settings for the same
+    prompt, seed and alpha (a killed sweep resumes; a rerun with other settings refuses, or starts clean with
+    `overwrite`). A batch whose audio goes non-finite is retried one generation at a time, and a generation
+    that stays non-finite is recorded as a failed cell (``status`` = ``nonfinite`` and ``error``, no file)
+    while the sweep goes on. Returns and writes ``out/index.csv``
+    (prompt_index, prompt, seed, alpha, path, status, error).
     """
     prompts = check_prompts(prompts)
     vectors = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
@@ -65,38 +82,56 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
         raise TadaError("give at least one steering vector")
     for v in vectors:
         v.check_model(model)
-    out = Path(out)
-    audio_dir = out / "audio"
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(i, p, s, a) for a in alphas for i, p in enumerate(prompts) for s in seeds]
-    index = pd.DataFrame([{"prompt_index": i, "prompt": p, "seed": s, "alpha": a,
-                           "path": str(Path("audio") / wav_name(i, s, a))} for i, p, s, a in jobs])
-    todo = [j for j in jobs if not (audio_dir / wav_name(j[0], j[2], j[3])).exists()]
+    run = RunFolder(out, "alpha-sweep",
+                    sweep_settings(model, vectors, steps, guidance, duration, batch_size, copy, window),
+                    overwrite=overwrite)
+    jobs = [(i, p, s, float(a)) for a in alphas for i, p in enumerate(prompts) for s in seeds]
+    keys = [content_hash("alpha-sweep", p, s, a) for _, p, s, a in jobs]
+    done = run.units()
+    todo = [(j, k) for j, k in zip(jobs, keys) if k not in done]
     with progress_bar(f"alpha sweep ({len(alphas)} alphas)", total=len(jobs), done=len(jobs) - len(todo)) as bar:
         by_alpha: dict[float, list] = {}
-        for j in todo:
-            by_alpha.setdefault(j[3], []).append(j)
+        for j, k in todo:
+            by_alpha.setdefault(j[3], []).append((j, k))
         for alpha, group in by_alpha.items():
+            steer = [v.at(alpha, copy=copy, window=window) for v in vectors] if alpha != 0 else []
             for start in range(0, len(group), batch_size):
                 chunk = group[start:start + batch_size]
-                steer = [v.at(alpha, copy=copy, window=window) for v in vectors] if alpha != 0 else []
-                audio = model.generate([p for _, p, _, _ in chunk], [s for _, _, s, _ in chunk], steps=steps,
-                                       guidance=guidance, steer=steer)
-                for row, (i, _, s, a) in enumerate(chunk):
-                    final = audio_dir / wav_name(i, s, a)
-                    (partial,) = audio[row].save(audio_dir, [final.stem + ".partial"])
-                    partial.rename(final)  # a kill mid-write leaves no file that looks finished
+                for record in _generate_cells(model, chunk, steer, steps, guidance, duration, run):
+                    run.append(record)
+                    done[record["key"]] = record
                 bar.advance(len(chunk))
-    index.to_csv(out / "index.csv", index=False)
-    (out / "manifest.json").write_text(json.dumps({
-        "model": model.name, "vectors": [v.meta for v in vectors], "alphas": list(alphas), "seeds": list(seeds),
-        "steps": steps or model.default_steps, "guidance": guidance if guidance is not None else model.default_guidance,
-        "copy": copy, "window": window}, indent=2, default=str))
+    index = pd.DataFrame([{"prompt_index": i, "prompt": p, "seed": s, "alpha": a, "path": done[k]["path"],
+                           "status": done[k]["status"], "error": done[k]["error"]}
+                          for (i, p, s, a), k in zip(jobs, keys)])
+    run.write_table("index.csv", index)
     return index
 
 
+def _generate_cells(model: AudioModel, chunk: list, steer: list, steps, guidance, duration, run: RunFolder):
+    """Unit records of one batch of cells, writing each WAV; non-finite cells are retried alone, then failed."""
+    try:
+        audio = model.generate([j[1] for j, _ in chunk], [j[2] for j, _ in chunk], steps=steps, guidance=guidance,
+                               duration=duration, steer=steer)
+    except NonFiniteAudioError as err:
+        if len(chunk) > 1:  # find which cells fail: alone, each is what it would be in any batch of this one
+            for cell in chunk:
+                yield from _generate_cells(model, [cell], steer, steps, guidance, duration, run)
+            return
+        (i, _, s, a), key = chunk[0]
+        warnings.warn(f"alpha sweep: the cell prompt {i}, seed {s}, alpha {a:g} failed: {err}", stacklevel=3)
+        yield {"key": key, "path": None, "status": "nonfinite", "error": str(err)}
+        return
+    for row, ((i, _, s, a), key) in enumerate(chunk):
+        final = run.file(Path("audio") / wav_name(i, s, a, key))
+        (partial,) = audio[row].save(final.parent, [final.stem + ".partial"])
+        partial.replace(final)  # a kill mid-write leaves no file that looks finished
+        yield {"key": key, "path": str(final.relative_to(run.path)), "status": "ok", "error": None}
+
+
 def load_sweep(out: str | Path) -> tuple[pd.DataFrame, Audio]:
-    """The index of a finished sweep and all its audio, in index order."""
+    """The index of a finished sweep's generated cells (failed cells left out) and their audio, in index order."""
     out = Path(out)
     index = pd.read_csv(out / "index.csv")
+    index = index[index.status == "ok"].reset_index(drop=True)
     return index, Audio.load([out / p for p in index.path])

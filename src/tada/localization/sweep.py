@@ -9,17 +9,18 @@ contexts, so the three terms of eq. 9 come from one batched generation.
 
 from __future__ import annotations
 
-import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from tada.engine import PatchContext
+from tada.engine import PatchContext, resolve_sites
 from tada.errors import TadaError
 from tada.localization.impact import SOURCE, TARGET, LayerImpact, impact_table
 from tada.models.base import AudioModel, check_prompts, seed_list
 from tada.progress import progress_bar
+from tada.runs import RunFolder, check_output_dir, content_hash
 
 
 def _units(n_pairs: int, seeds: Sequence[int]) -> list[tuple[int, int]]:
@@ -34,13 +35,14 @@ def sweep_rows(n_layers: int, layers: Sequence[int] | None = None) -> list[tuple
 
 def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str, str]], queries: Sequence[str],
               seeds: Sequence[int] = (0,), steps: int | None = None, guidance: float | None = None,
-              layers: Sequence[int] | None = None, max_batch: int = 16, scores_path: str | Path | None = None,
+              layers: Sequence[int] | None = None, max_batch: int = 16, run: RunFolder | None = None,
               desc: str | None = None) -> pd.DataFrame:
-    """Score every row of every (pair, seed) unit; with `scores_path`, append each finished unit's rows to
-    that CSV as it goes and skip the units already there (a killed run resumes).
+    """Score every row of every (pair, seed) unit; with `run`, each finished unit is appended to the run
+    folder as it finishes and units already there are skipped (a killed run resumes).
 
     pairs: (P_c, P_c~) prompts. queries: texts describing the concept; a row's `sim` is its mean
-    similarity to them under `scorer`.
+    similarity to them under `scorer`. A unit's key holds its concept, prompts, seed and layers, so a unit
+    is reused only for exactly that work.
     """
     if not pairs:
         raise TadaError(f"no counterfactual pairs for concept {concept!r}")
@@ -49,21 +51,19 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
     queries = check_prompts(list(queries))
     if max_batch < 1:
         raise TadaError(f"max_batch must be >= 1; got {max_batch}")
+    layers = resolve_sites(model.sites, layers, model.name)
     rows_def = sweep_rows(len(model.sites), layers)
-    done = pd.DataFrame()
-    if scores_path is not None and Path(scores_path).exists() and Path(scores_path).stat().st_size:
-        done = pd.read_csv(scores_path)
-        done = done[done.concept == concept]
-    finished = set(zip(done.get("pair", []), done.get("seed", [])))
     units = _units(len(pairs), seeds)
+    keys = {u: content_hash("localize", concept, pairs[u[0]], u[1], layers, list(queries)) for u in units}
+    stored = run.units() if run is not None else {}
+    done = {u: stored[keys[u]]["rows"] for u in units if keys[u] in stored}
     # Batches are a fixed function of the unit list (whole units packed, or one unit split in fixed
     # pieces), so a resumed run computes every unit in the same batch as an uninterrupted one.
     per_batch = max(1, max_batch // len(rows_def))
     blocks = [units[i:i + per_batch] for i in range(0, len(units), per_batch)]
-    records: list[dict] = []
-    with progress_bar(desc or f"localize {concept}", total=len(units), done=len(finished & set(units))) as bar:
+    with progress_bar(desc or f"localize {concept}", total=len(units), done=len(done)) as bar:
         for block in blocks:
-            if all(u in finished for u in block):
+            if all(u in done for u in block):
                 continue
             flat = [(u, label, sites) for u in block for label, sites in rows_def]
             unit_rows: dict[tuple[int, int], list[dict]] = {u: [] for u in block}
@@ -83,34 +83,27 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
                                              "sim": sim, "target_prompt": pairs[u[0]][0],
                                              "source_prompt": pairs[u[0]][1]})
             for u, rows in unit_rows.items():
-                if u in finished:
+                if u in done:
                     continue
-                records += rows
-                if scores_path is not None:
-                    _append_csv(scores_path, rows)
+                done[u] = rows
+                if run is not None:
+                    run.append({"key": keys[u], "rows": rows})
                 bar.advance(1)
-    new = pd.DataFrame(records)
-    return pd.concat([done, new], ignore_index=True) if len(done) else new
-
-
-def _append_csv(path: str | Path, rows: list[dict]) -> None:
-    path = Path(path)
-    header = not path.exists() or path.stat().st_size == 0
-    pd.DataFrame(rows).to_csv(path, mode="a", header=header, index=False)
+    return pd.DataFrame([r for u in units for r in done[u]])
 
 
 def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs: int = 8, seeds: int | Sequence[int] = 2,
              steps: int | None = None, guidance: float | None = None, scorer=None, captions: str | Path | None = None,
              out: str | Path | None = None, max_batch: int = 16, layers: Sequence[int] | None = None,
-             n_boot: int = 1000, catalogue=None) -> LayerImpact:
+             n_boot: int = 1000, catalogue=None, overwrite: bool = False) -> LayerImpact:
     """Localize one or more catalogue concepts on `model` (sec. 4.1) and return their LayerImpact.
 
     Pairs come from the caption corpus (`captions`, a CSV with a `caption` column; the shipped one by
-    default) through the concept's keywords and replacement rules. With `out`, the run folder gets
-    manifest.json, pairs.csv, scores.csv (written as it goes), impact.csv and heatmap.png; running again
-    with the same folder resumes and ends with the same table.
+    default) through the concept's keywords and replacement rules. With `out`, the run folder
+    (:class:`~tada.runs.RunFolder`) gets manifest.json, the finished units, pairs.csv, scores.csv,
+    impact.csv and heatmap.png; running again with the same folder and settings resumes and ends with the
+    same table, with other settings it refuses (or starts clean with `overwrite`).
     """
-    import tada
     from tada.concepts import build_pairs, load_captions, load_catalogue
     from tada.evaluation.scorers import default_scorer
 
@@ -118,42 +111,37 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
     if not concepts:
         raise TadaError("choose at least one concept to localize")
     catalogue = catalogue or load_catalogue()
+    chosen = [catalogue[name] for name in concepts]  # unknown names fail here, before any work
     seeds = seed_list(seeds)
-    scorer = scorer or default_scorer(model)
+    layers = resolve_sites(model.sites, layers, model.name)
     caption_list = load_captions(captions)  # {id: caption}
-    out = Path(out) if out is not None else None
+    run = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        manifest = {"model": model.name, "concepts": concepts, "n_pairs": n_pairs, "seeds": seeds,
-                    "steps": steps or model.default_steps, "guidance": guidance if guidance is not None else model.default_guidance,
-                    "layers": list(layers) if layers is not None else list(range(len(model.sites))),
-                    "scorer": getattr(scorer, "name", type(scorer).__name__), "catalogue_version": catalogue.version,
-                    "captions": str(captions) if captions else "shipped", "library_version": tada.__version__}
-        _check_manifest(out / "manifest.json", manifest)
+        check_output_dir(out)
+        scorer = scorer or default_scorer(model)
+        settings = {"model": model.name, "concepts": concepts, "n_pairs": n_pairs, "seeds": seeds,
+                    "steps": steps or model.default_steps,
+                    "guidance": guidance if guidance is not None else model.default_guidance, "layers": layers,
+                    "scorer": getattr(scorer, "name", type(scorer).__name__),
+                    "concept_definitions": content_hash([repr(c) for c in chosen]),
+                    "captions": content_hash(sorted(caption_list.items()))}
+        run = RunFolder(out, "localize", settings, overwrite=overwrite)
+    scorer = scorer or default_scorer(model)
     frames, pair_rows = [], []
-    for name in concepts:
-        c = catalogue[name]
+    for name, c in zip(concepts, chosen):
         pairs = build_pairs(c, caption_list, n=n_pairs).pairs
+        if len(pairs) < n_pairs:
+            warnings.warn(f"concept {name!r}: the caption corpus yields {len(pairs)} counterfactual pairs, fewer than "
+                          f"the {n_pairs} asked for; localizing on {len(pairs)}", stacklevel=2)
         pair_list = [(p.positive, p.negative) for p in pairs]
         pair_rows += [{"concept": name, "pair": i, "target": t, "source": s} for i, (t, s) in enumerate(pair_list)]
         frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seeds, steps, guidance,
-                                layers, max_batch, out / "scores.csv" if out else None))
-    result = impact_table(pd.concat(frames, ignore_index=True), n_boot=n_boot)
-    if out is not None:
-        pd.DataFrame(pair_rows).to_csv(out / "pairs.csv", index=False)
-        result.to_csv(out / "impact.csv")
-        result.heatmap(out / "heatmap.png", title=f"Impact (eq. 9) on {model.name}")
+                                layers, max_batch, run))
+    scores = pd.concat(frames, ignore_index=True)
+    result = impact_table(scores, n_boot=n_boot)
+    if run is not None:
+        run.write_table("pairs.csv", pd.DataFrame(pair_rows))
+        run.write_table("scores.csv", scores)
+        run.write_table("impact.csv", result.table)
+        result.heatmap(run.file("heatmap.png"), title=f"Impact (eq. 9) on {model.name}")
     return result
-
-
-def _check_manifest(path: Path, manifest: dict) -> None:
-    """Write the manifest, or check that a resumed run uses the same settings."""
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = {k: (old.get(k), v) for k, v in manifest.items() if k != "library_version" and old.get(k) != v}
-        if diff:
-            raise TadaError(
-                f"{path.parent} holds a run with other settings ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
-                "use another --out folder or the same settings to resume"
-            )
-    path.write_text(json.dumps(manifest, indent=2))

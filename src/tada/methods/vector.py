@@ -45,6 +45,13 @@ class SteeringVector:
     def sites(self) -> list[int]:
         return sorted(self.vectors)
 
+    def content_hash(self) -> str:
+        """A hash of everything that decides what this vector does: its tensors, sites and ReNorm."""
+        from tada.runs import content_hash
+
+        tensors = [self.vectors[i].detach().float().contiguous().numpy().tobytes() for i in self.sites]
+        return content_hash(self.renorm, {str(k): v for k, v in sorted(self.site_names.items())}, *tensors)
+
     def at(self, alpha: float | Sequence[float], copy: Copy = "cond", window: tuple[float, float] | None = None,
            samples: Sequence[int] | None = None) -> "Steer":
         """This vector at strength `alpha` (one number, or one per prompt of the batch)."""

@@ -23,13 +23,14 @@ from torch import nn
 from tada.audio import Audio
 from tada.engine import (
     Conditioning,
+    FirstNonFinite,
     GuidanceLayout,
     Intervention,
     Record,
     Site,
     intervene,
 )
-from tada.errors import TadaError
+from tada.errors import NonFiniteAudioError, TadaError
 
 
 def check_prompts(prompts: str | Sequence[str]) -> list[str]:
@@ -174,7 +175,24 @@ class AudioModel:
         ivs = list(interventions) + [s.intervention(self) for s in steer]
         with torch.no_grad(), intervene(self, len(prompts), ivs, duration=duration):
             wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
+        if not torch.isfinite(wav).all():
+            raise self._non_finite(prompts, seeds, steps, duration, guidance, ivs, steer)
         return Audio(wav.detach().float().cpu(), self.sample_rate)
+
+    def _non_finite(self, prompts, seeds, steps, duration, guidance, ivs, steer) -> NonFiniteAudioError:
+        """The error for a generation that went non-finite, located by a second, watched run."""
+        watch = FirstNonFinite()
+        with torch.no_grad(), intervene(self, len(prompts), [*ivs, watch], duration=duration):
+            self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
+        strengths = ", ".join(f"alpha {s.alpha}" for s in steer if hasattr(s, "alpha")) or "no steering"
+        if watch.found is None:
+            where = "every site output stayed finite, so the decoder made it non-finite"
+        else:
+            step, site, rows = watch.found
+            where = (f"activations first went non-finite at site {site} ({self.sites[site].name}), denoising "
+                     f"step {step + 1} of {steps}, denoiser rows {rows}")
+        return NonFiniteAudioError(f"{self.name} generated non-finite audio ({strengths}): {where}; lower the "
+                                   "strength or steer fewer sites")
 
 
 def linear_width(module: nn.Module, names: Sequence[str], attr: str) -> int:
