@@ -1,28 +1,11 @@
 """The intervention engine: the only place in tada that registers torch hooks (see :mod:`tada.engine.hooks`)."""
 
-from tada.engine.hooks import (
-                               AddVector,
-                               Capture,
-                               Generation,
-                               Intervention,
-                               StopGeneration,
-                               check_hookable,
-                               intervene,
-                               probe_context_modules,
-                               renorm,
-)
+from tada.engine.hooks import (AddVector, Capture, FirstNonFinite, Generation, Intervention, StopGeneration,
+                               check_hookable, intervene, probe_context_modules, renorm)
 from tada.engine.patch import Conditioning, PatchContext, Record
 from tada.engine.protocol import HookableModel
-from tada.engine.sites import (
-                               COPIES,
-                               Copy,
-                               GuidanceLayout,
-                               Site,
-                               check_copy,
-                               resolve_site,
-                               resolve_sites,
-)
+from tada.engine.sites import COPIES, Copy, GuidanceLayout, Site, check_copy, resolve_site, resolve_sites
 
-__all__ = ["COPIES", "AddVector", "Capture", "Conditioning", "Copy", "FirstNonFinite", "Generation", "GuidanceLayout", "HookableModel",
-           "Intervention", "PatchContext", "Record", "Site", "StopGeneration", "check_copy", "check_hookable",
-           "intervene", "probe_context_modules", "renorm", "resolve_site", "resolve_sites"]
+__all__ = ["COPIES", "AddVector", "Capture", "Conditioning", "Copy", "FirstNonFinite", "Generation", "GuidanceLayout",
+           "HookableModel", "Intervention", "PatchContext", "Record", "Site", "StopGeneration", "check_copy",
+           "check_hookable", "intervene", "probe_context_modules", "renorm", "resolve_site", "resolve_sites"]

@@ -4,7 +4,6 @@ audio quality)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 from tada.audio import Audio
 from tada.engine import Site, resolve_sites
 from tada.errors import TadaError
+from tada.runs import RunFolder, check_output_dir, content_hash
 from tada.evaluation.metrics import (
     delta_alignment,
     load_embedder,
@@ -95,7 +95,8 @@ def sweep_metrics(index: pd.DataFrame, audio: Audio, queries: Sequence[str], sco
 def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[str, Sequence[int]] | Sequence[int],
                    out: str | Path, prompts: Sequence[str] | None = None, scorers: dict | None = None,
                    settings: EvalSettings | None = None, lpaps=None, fad_embed="scorer",
-                   aesthetics=None, sae_vectors: dict[str, SteeringVector] | None = None) -> pd.DataFrame:
+                   aesthetics=None, sae_vectors: dict[str, SteeringVector] | None = None, catalogue=None,
+                   overwrite: bool = False) -> pd.DataFrame:
     """Run Table 1 for `concepts` on `model` into `out` (resumable: vectors and WAV files are reused).
 
     functional: the functional layers (one list for every concept, or per concept, e.g. from
@@ -104,7 +105,8 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     scorers: ``{name: Scorer}`` for alignment (default: the model's default scorer).
     fad_embed: FAD's embedding: "scorer" (the first scorer's ``embed_audio``), a name for
         ``tada.evaluation.metrics.load_embedder`` ("vggish", "clap", ...), any ``Embedder``, or None to skip FAD.
-    Writes results.csv, table.md, alignment.csv and curves/<concept>.png.
+    Writes results.csv, table.md, alignment.csv and curves/<concept>.png into a
+    :class:`~tada.runs.RunFolder`: a rerun with other settings refuses (or starts clean with `overwrite`).
     """
     from tada.concepts import load_catalogue, load_eval_prompts
     from tada.evaluation.scorers import default_scorer
@@ -115,50 +117,55 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
         settings.alphas = sorted([*settings.alphas, 0.0])
     if not concepts:
         raise TadaError("choose at least one concept to evaluate")
-    catalogue = load_catalogue()
+    catalogue = catalogue or load_catalogue()
+    chosen = {c: catalogue[c] for c in concepts}  # unknown names fail here, before any work
+    check_output_dir(out)
     prompts = list(prompts) if prompts is not None else load_eval_prompts()[: settings.n_prompts]
     scorers = scorers or {getattr(s, "name", "scorer"): s for s in [default_scorer(model)]}
     if fad_embed == "scorer":
         fad_embed = next(iter(scorers.values())).embed_audio
     elif isinstance(fad_embed, str):
         fad_embed = load_embedder(fad_embed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    layer_sets = {c: configurations(model.sites, functional[c] if isinstance(functional, dict) else functional)
+                  for c in concepts}
+    run = RunFolder(out, "steering-table", {
+        "model": model.name, "concepts": list(concepts), "configurations": layer_sets,
+        "concept_definitions": content_hash([repr(c) for c in chosen.values()]),
+        "alphas": settings.alphas, "prompts": content_hash(prompts), "seeds": settings.seeds,
+        "steps": settings.steps or model.default_steps, "caa_pairs": settings.caa_pairs,
+        "caa_seeds": settings.caa_seeds, "batch_size": settings.batch_size, "scorers": list(scorers),
+        "sae_vectors": {k: v.content_hash() for k, v in (sae_vectors or {}).items()},
+        "lpaps": lpaps is not None, "fad": fad_embed is not None, "aesthetics": aesthetics is not None},
+        overwrite=overwrite)
+    out = run.path
     rows, per_files = [], []
     for concept in concepts:
-        c = catalogue[concept]
-        layers = functional[concept] if isinstance(functional, dict) else functional
+        c = chosen[concept]
         vectors: dict[str, SteeringVector] = {}
-        for label, sites in configurations(model.sites, layers).items():
-            path = out / "vectors" / f"{concept}-{_slug(label)}.safetensors"
-            if path.exists():
-                vectors[label] = SteeringVector.load(path, model=model)
-            else:
-                vectors[label] = fit(model, concept, sites, seeds=settings.caa_seeds, steps=settings.steps,
-                                     n_pairs=settings.caa_pairs, batch_size=settings.batch_size)
-                vectors[label].save(path)
+        for label, sites in layer_sets[concept].items():
+            vectors[label] = run.load_or_fit(
+                Path("vectors") / f"{concept}-{_slug(label)}.safetensors",
+                lambda: fit(model, c, sites, seeds=settings.caa_seeds, steps=settings.steps,
+                            n_pairs=settings.caa_pairs, batch_size=settings.batch_size),
+                lambda path: SteeringVector.load(path, model=model))
         if sae_vectors and concept in sae_vectors:
             sae_vec = sae_vectors[concept]
             vectors[f"SAE({','.join(map(str, sae_vec.sites))})"] = sae_vec
         for label, vec in vectors.items():
             folder = out / concept / _slug(label)
-            index = alpha_sweep(model, vec, prompts, settings.alphas, folder, seeds=settings.seeds,
-                                steps=settings.steps, batch_size=settings.batch_size)
+            alpha_sweep(model, vec, prompts, settings.alphas, folder, seeds=settings.seeds,
+                        steps=settings.steps, batch_size=settings.batch_size, overwrite=overwrite)
             index, audio = load_sweep(folder)
             row, per_file = sweep_metrics(index, audio, c.queries.positive, scorers, lpaps, fad_embed, aesthetics)
             rows.append({"concept": concept, "config": label, "sites": ",".join(map(str, vec.sites)), **row})
             per_files.append(per_file.assign(concept=concept, config=label))
-            pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+            run.write_table("results.csv", pd.DataFrame(rows))
         alignment = pd.concat([p for p in per_files if p.concept.iloc[0] == concept])
         first = f"align_{next(iter(scorers))}"
-        alpha_curves(alignment, out / "curves" / f"{concept}.png", y=first, title=f"{concept}: alignment vs alpha")
+        alpha_curves(alignment, run.file(Path("curves") / f"{concept}.png"), y=first, title=f"{concept}: alignment vs alpha")
     table = pd.DataFrame(rows)
-    pd.concat(per_files).to_csv(out / "alignment.csv", index=False)
-    (out / "table.md").write_text(_markdown(table))
-    (out / "manifest.json").write_text(json.dumps({
-        "model": model.name, "concepts": list(concepts), "alphas": settings.alphas, "prompts": len(prompts),
-        "seeds": settings.seeds, "steps": settings.steps or model.default_steps, "scorers": list(scorers),
-        "lpaps": lpaps is not None, "fad": fad_embed is not None, "aesthetics": aesthetics is not None}, indent=2))
+    run.write_table("alignment.csv", pd.concat(per_files))
+    run.write_text("table.md", _markdown(table))
     return table
 
 

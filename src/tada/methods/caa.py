@@ -30,12 +30,16 @@ def caa_direction(h_pos: torch.Tensor, h_neg: torch.Tensor) -> torch.Tensor:
     return (v / norm).float()
 
 
-def resolve_pairs(concept_or_pairs, n_pairs: int | None = None) -> tuple[str | None, list[tuple[str, str]]]:
-    """A concept name (its contrastive prompts over the shipped base styles) or explicit (pos, neg) pairs."""
-    if isinstance(concept_or_pairs, str):
-        from tada.concepts import load_catalogue
+def resolve_pairs(concept_or_pairs, n_pairs: int | None = None, catalogue=None
+                  ) -> tuple[str | None, list[tuple[str, str]]]:
+    """Contrastive (pos, neg) prompts over the shipped base styles of a concept (a name in `catalogue`, the
+    shipped one by default, or a :class:`~tada.concepts.Concept`), or explicit (pos, neg) pairs."""
+    from tada.concepts import Concept, load_catalogue
 
-        return concept_or_pairs, load_catalogue()[concept_or_pairs].contrastive_prompts(n=n_pairs)
+    if isinstance(concept_or_pairs, str):
+        concept_or_pairs = (catalogue or load_catalogue())[concept_or_pairs]
+    if isinstance(concept_or_pairs, Concept):
+        return concept_or_pairs.name, concept_or_pairs.contrastive_prompts(n=n_pairs)
     pairs = [tuple(p) for p in concept_or_pairs]
     for p in pairs:
         if len(p) != 2 or not all(isinstance(x, str) and x.strip() for x in p):
@@ -64,10 +68,11 @@ def capture_means(model: AudioModel, prompts: list[str], seeds: list[int], sites
 
 def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: int | Sequence[int] = 1,
         steps: int | None = None, per_step: bool = False, n_pairs: int | None = None,
-        batch_size: int = 8) -> SteeringVector:
+        batch_size: int = 8, catalogue=None) -> SteeringVector:
     """Fit a CAA steering vector (eq. 2) at `sites`.
 
-    concept_or_pairs: a catalogue concept name, or a list of (positive, negative) prompts.
+    concept_or_pairs: a concept (a name in `catalogue`, the shipped one by default, or a Concept), or a list of
+        (positive, negative) prompts.
     seeds: how many seeds per pair (an int), or the seeds themselves; each pair's two prompts share a seed,
         so their difference holds the concept and not the noise.
     per_step: keep one direction per denoising step (each unit-norm) instead of one averaged over steps.
@@ -75,7 +80,7 @@ def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: 
     sites = resolve_sites(model.sites, sites, model.name)
     if not sites:
         raise TadaError("choose at least one site to fit a steering vector at")
-    concept, pairs = resolve_pairs(concept_or_pairs, n_pairs)
+    concept, pairs = resolve_pairs(concept_or_pairs, n_pairs, catalogue)
     seeds = seed_list(seeds)
     pos = [p for p, _ in pairs for _ in seeds]
     neg = [n for _, n in pairs for _ in seeds]

@@ -75,13 +75,13 @@ def mean_features(model: AudioModel, sae: TopKSAE, site: int, prompts: Sequence[
 
 def sae_vector(model: AudioModel, sae: TopKSAE, site: int, concept_or_pairs, tau: int = 20,
                seeds: Sequence[int] = (0,), steps: int | None = None, n_pairs: int | None = None,
-               eps: float = 1e-6, batch_size: int = 8) -> tuple[SteeringVector, pd.DataFrame]:
+               eps: float = 1e-6, batch_size: int = 8, catalogue=None) -> tuple[SteeringVector, pd.DataFrame]:
     """Score every SAE latent by eq. 6 on the concept's contrastive prompts, keep the top `tau` and
     sum their decoder columns (eq. 7). Returns the vector (applied without ReNorm, eq. 8) and the
     score table (latent, mu_concept, mu_counter, score, selected), highest score first."""
     from tada.methods.caa import resolve_pairs
 
-    concept, pairs = resolve_pairs(concept_or_pairs, n_pairs)
+    concept, pairs = resolve_pairs(concept_or_pairs, n_pairs, catalogue)
     seeds = list(seeds)
     with progress_bar(f"SAE features {concept or 'pairs'}", total=2) as bar:
         mu_c = mean_features(model, sae, site, [p for p, _ in pairs], seeds, steps, batch_size)
