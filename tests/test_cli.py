@@ -58,7 +58,7 @@ def test_eval_and_listing(tmp_path):
 
 def test_bad_input_exits_with_a_clear_message(tmp_path):
     result = runner.invoke(app, ["caa", *TINY, "--concept", "tempo", "--layers", "x", "--out", str(tmp_path / "v")])
-    assert result.exit_code != 0 and "comma-separated integers" in result.output
+    assert result.exit_code != 0 and "comma-separated integers" in str(result.exception)
     cli = subprocess.run([sys.executable, "-m", "tada", "localize", "--model", "nope", "--out",
                           str(tmp_path / "l")], capture_output=True, text=True)
-    assert cli.returncode == 2 and "unknown model 'nope'" in cli.stdout and "Traceback" not in cli.stdout + cli.stderr
+    assert cli.returncode == 2 and "unknown model 'nope'" in cli.stderr and "Traceback" not in cli.stdout + cli.stderr

@@ -36,8 +36,10 @@ def test_collect_writes_every_frame_of_every_step(model, store):
 
 def test_collect_resumes_without_duplicating(model, store):
     again = collect(model, ["fast piano", "slow jazz", "happy techno"], site=2, out=store.folder, seeds=[0, 1],
-                    steps=3)
+                    steps=3, batch_size=4, shard_rows=50)
     assert len(again) == len(store)
+    with pytest.raises(TadaError, match=r"site: 2 -> 1.*steps: 3 -> 2"):  # a store records what made it
+        collect(model, ["fast piano"], site=1, out=store.folder, seeds=[0, 1], steps=2, batch_size=4)
 
 
 def test_mean_features_and_sae_vector_follow_eq_6_and_7(model, store):

@@ -15,6 +15,7 @@ from tada.errors import TadaError
 from tada.methods.vector import SteeringVector
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
+from tada.runs import RunFolder, content_hash
 from tada.sae import (
     TopKSAE,
     mean_activations,
@@ -34,11 +35,18 @@ def _site_rows(model: AudioModel, site: int, prompts: list[str], seeds: list[int
 
 
 def collect(model: AudioModel, prompts: Sequence[str], site: int, out: str | Path, seeds: Sequence[int] = (0,),
-            steps: int | None = None, batch_size: int = 8, shard_rows: int = 65536) -> ActivationReader:
+            steps: int | None = None, batch_size: int = 8, shard_rows: int = 65536,
+            overwrite: bool = False) -> ActivationReader:
     """Write every frame of every step of `site`'s conditional output, for each (prompt, seed), to an
-    activation store in `out` (float16 shards). Units already in the store are skipped (resumable)."""
+    activation store in `out` (float16 shards), a run folder whose manifest records the model, site and
+    settings. Units already in the store are skipped (resumable); other settings are refused."""
     prompts = check_prompts(prompts)
     site = resolve_site(model.sites, site, model.name)
+    run = RunFolder(out, "sae-collect", {"model": model.name, "site": site, "site_name": model.sites[site].name,
+                                         "width": model.sites[site].dim, "prompts": content_hash(prompts),
+                                         "seeds": list(seeds), "steps": steps or model.default_steps,
+                                         "batch_size": batch_size}, overwrite=overwrite)
+    run.begin()
     units = [(i, s) for i in range(len(prompts)) for s in seeds]
     with ActivationWriter(out, model.sites[site].dim, shard_rows=shard_rows) as writer:
         done = writer.done_keys

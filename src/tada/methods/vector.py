@@ -17,6 +17,13 @@ from tada.engine import AddVector, Copy
 from tada.errors import MissingFileError, TadaError
 
 
+def vector_path(path: str | Path) -> Path:
+    """The .safetensors file of a vector named `path`: `path` itself if it ends so, else `path` + .safetensors
+    (so a name with dots, "tempo.v2", is never cut at its last dot). Its metadata is the same name in .json."""
+    path = Path(path)
+    return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+
+
 @dataclass
 class SteeringVector:
     """Directions keyed by site index.
@@ -77,7 +84,7 @@ class SteeringVector:
 
         import tada
 
-        path = Path(path).with_suffix(".safetensors")
+        path = vector_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({f"site.{i}": v.contiguous().float() for i, v in self.vectors.items()}, str(path))
         meta = dict(self.meta, renorm=self.renorm, site_names={str(k): v for k, v in self.site_names.items()},
@@ -91,7 +98,7 @@ class SteeringVector:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        path = Path(path).with_suffix(".safetensors")
+        path = vector_path(path)
         meta_path = path.with_suffix(".json")
         for p in (path, meta_path):
             if not p.exists():

@@ -43,14 +43,19 @@ SCORERS: dict[str, Callable[..., Scorer]] = {
 }
 
 
-def load_scorer(name: str, **kw) -> Scorer:
-    """Build the scorer registered under `name` ("clap", "clap-tiny", "muq", "toy"); keyword arguments go to
-    its constructor (e.g. `load_scorer("clap", checkpoint="laion/clap-htsat-unfused")`)."""
+def check_scorer_name(name: str) -> str:
+    """`name` if a scorer is registered under it, else one error listing the known names."""
     if not isinstance(name, str):
         raise TadaError(f"scorer name must be a str; got {type(name).__name__}")
     if name not in SCORERS:
         raise TadaError(f"unknown scorer {name!r}; known scorers: {', '.join(sorted(SCORERS))}")
-    return SCORERS[name](**kw)
+    return name
+
+
+def load_scorer(name: str, **kw) -> Scorer:
+    """Build the scorer registered under `name` ("clap", "clap-tiny", "muq", "toy"); keyword arguments go to
+    its constructor (e.g. `load_scorer("clap", checkpoint="laion/clap-htsat-unfused")`)."""
+    return SCORERS[check_scorer_name(name)](**kw)
 
 
 def offline_scorer_name(model) -> str | None:
@@ -76,5 +81,5 @@ def paper_scorer_names(model) -> list[str]:
     return [offline] if offline else ["clap", "muq"]
 
 
-__all__ = ["SCORERS", "Scorer", "cosine_similarity", "default_scorer", "load_scorer", "offline_scorer_name",
+__all__ = ["SCORERS", "Scorer", "check_scorer_name", "cosine_similarity", "default_scorer", "load_scorer", "offline_scorer_name",
            "paper_scorer_names"]

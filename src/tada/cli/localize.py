@@ -1,0 +1,72 @@
+"""Commands on concepts and layers: `tada localize`, `tada concepts`, `tada pairs`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tada.cli import app
+from tada.cli.options import CONCEPTS, MODEL, OVERWRITE, catalogue, say
+
+
+@app.command()
+def localize(
+    model: str = MODEL,
+    concept: list[str] = typer.Option(["tempo"], "--concept", "-c", help="catalogue concept(s); repeat for several"),
+    pairs: int = typer.Option(8, help="counterfactual pairs per concept"),
+    seeds: int = typer.Option(2, help="seeds per pair"),
+    steps: Optional[int] = typer.Option(None, help="denoising steps (model default if omitted)"),
+    captions: Optional[Path] = typer.Option(None, help="CSV with a 'caption' column (the shipped corpus if omitted)"),
+    concepts: Optional[Path] = CONCEPTS,
+    scorer: Optional[str] = typer.Option(None, help="clap, clap-tiny, muq, toy (default: toy for the toy model, else clap)"),
+    max_batch: int = typer.Option(16, help="rows per denoiser batch"),
+    out: Path = typer.Option(Path("runs/localize"), help="run folder (resumes if it exists)"),
+    overwrite: bool = OVERWRITE,
+):
+    """Activation patching over every cross-attention layer: Impact (eq. 9) per concept and layer."""
+    import tada
+    from tada.concepts import load_captions
+    from tada.evaluation.scorers import check_scorer_name, load_scorer
+    from tada.runs import check_output_dir
+
+    cat = catalogue(concepts, concept)
+    check_output_dir(out)
+    load_captions(captions)
+    if scorer:
+        check_scorer_name(scorer)
+    m = tada.load(model)
+    result = tada.localize(m, concept, n_pairs=pairs, seeds=seeds, steps=steps, captions=captions,
+                           scorer=load_scorer(scorer) if scorer else None, out=out, max_batch=max_batch,
+                           catalogue=cat, overwrite=overwrite)
+    for c in concept:
+        say(f"{c}: top layers {result.top(3, concept=c)}")
+    say(f"wrote {out}/impact.csv, {out}/heatmap.png")
+
+
+@app.command("concepts")
+def list_concepts(concepts: Optional[Path] = CONCEPTS):
+    """List the concept catalogue."""
+    cat = catalogue(concepts)
+    say(f"catalogue version {cat.version}")
+    for name in cat:
+        c = cat[name]
+        say(f"  {name} ({c.kind}): {', '.join(c.keywords[:4])} -> queries {list(c.queries.positive)}")
+
+
+@app.command()
+def pairs(
+    concept: str = typer.Option(..., "--concept", "-c"),
+    captions: Optional[Path] = typer.Option(None, help="CSV with a 'caption' column"),
+    concepts: Optional[Path] = CONCEPTS,
+    n: Optional[int] = typer.Option(None, "-n", help="at most this many pairs"),
+    out: Path = typer.Option(Path("pairs.csv")),
+):
+    """Build counterfactual pairs (P_c, P_c~) from a caption corpus and report what was dropped."""
+    from tada.concepts import build_pairs, load_captions
+
+    ps = build_pairs(catalogue(concepts, [concept])[concept], load_captions(captions), n=n)
+    ps.to_csv(out)
+    say(str(ps.report))
+    say(f"wrote {len(ps.pairs)} pairs to {out}")

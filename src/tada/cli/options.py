@@ -1,0 +1,47 @@
+"""Options and small parsers shared by the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from tada.errors import TadaError
+
+console = Console(highlight=False)
+
+MODEL = typer.Option("toy", "--model", "-m", help="toy (default, offline), tiny-*, a checkpoint alias or hub id")
+CONCEPTS = typer.Option(None, "--concepts", help="your own concepts (YAML/JSON), merged with the shipped catalogue")
+OVERWRITE = typer.Option(False, "--overwrite", help="start clean when OUT holds a run with other settings")
+
+
+def say(text: str) -> None:
+    """Print `text` exactly as written (user text may hold square brackets)."""
+    console.print(text, markup=False)
+
+
+def ints(spec: str | None, option: str = "--layers") -> list[int] | None:
+    if spec is None:
+        return None
+    try:
+        return [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError as err:
+        raise TadaError(f"{option} expects comma-separated integers, e.g. 6,7; got {spec!r}") from err
+
+
+def seeds(n: int) -> list[int]:
+    if n < 1:
+        raise TadaError(f"--seeds must be >= 1; got {n}")
+    return list(range(n))
+
+
+def catalogue(path: Optional[Path], names: list[str] = ()):
+    """The shipped catalogue merged with the user's file, checked to hold every concept in `names`."""
+    from tada.concepts import load_catalogue
+
+    cat = load_catalogue(path)
+    for name in names:
+        cat[name]
+    return cat

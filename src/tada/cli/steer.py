@@ -1,0 +1,101 @@
+"""Commands that fit and apply steering vectors: `tada caa`, `tada steer`, `tada generate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tada.cli import app
+from tada.cli.options import CONCEPTS, MODEL, OVERWRITE, catalogue, ints, say, seeds as seed_range
+from tada.errors import TadaError
+
+
+def check_vector_out(out: Path) -> Path:
+    """The .safetensors path a vector will be saved at, checked writable before any work."""
+    from tada.methods.vector import vector_path
+    from tada.runs import check_output_dir
+
+    path = vector_path(out)
+    if path.is_dir():
+        raise TadaError(f"--out {out} is a folder; name the vector's file, e.g. {out}/tempo.safetensors")
+    check_output_dir(path.parent)
+    return path
+
+
+@app.command()
+def caa(
+    model: str = MODEL,
+    concept: str = typer.Option(..., "--concept", "-c", help="catalogue concept"),
+    concepts: Optional[Path] = CONCEPTS,
+    layers: str = typer.Option(..., help="site indices, e.g. 6,7"),
+    pairs: Optional[int] = typer.Option(None, help="number of contrastive pairs (all if omitted)"),
+    seeds: int = typer.Option(1, help="seeds per pair"),
+    steps: Optional[int] = typer.Option(None),
+    per_step: bool = typer.Option(False, help="one direction per denoising step"),
+    out: Path = typer.Option(..., help="output .safetensors (a .json with metadata is written beside it)"),
+):
+    """Fit a CAA steering vector (eq. 2) on the chosen layers."""
+    import tada
+    from tada.methods.caa import fit
+
+    cat = catalogue(concepts, [concept])
+    sites = ints(layers)
+    path = check_vector_out(out)
+    seed_range(seeds)
+    m = tada.load(model)
+    vec = fit(m, cat[concept], sites=sites, seeds=seeds, steps=steps, per_step=per_step, n_pairs=pairs)
+    vec.save(path)
+    say(f"wrote {path} ({len(vec.meta['pairs'])} pairs, sites {vec.sites})")
+
+
+@app.command()
+def steer(
+    vector: list[Path] = typer.Option(..., "--vector", "-v", help="saved steering vector(s); several compose"),
+    model: str = MODEL,
+    prompt: list[str] = typer.Option(["a jazz piece"], "--prompt", "-p", help="prompt(s) to steer"),
+    alphas: str = typer.Option("-100:100:10", help="start:stop:step or a comma list"),
+    seeds: int = typer.Option(1),
+    steps: Optional[int] = typer.Option(None),
+    out: Path = typer.Option(Path("runs/steer")),
+    overwrite: bool = OVERWRITE,
+):
+    """Alpha sweep: one WAV per prompt, seed and alpha (resumable)."""
+    import tada
+    from tada.experiments.alpha_sweep import alpha_sweep, parse_alphas
+    from tada.methods.vector import SteeringVector
+    from tada.models.base import check_prompts
+    from tada.runs import check_output_dir
+
+    grid, seed_list = parse_alphas(alphas), seed_range(seeds)
+    check_prompts(prompt)
+    check_output_dir(out)
+    vecs = [SteeringVector.load(v) for v in vector]
+    m = tada.load(model)
+    for v in vecs:
+        v.check_model(m)
+    index = alpha_sweep(m, vecs, prompt, grid, out, seeds=seed_list, steps=steps, overwrite=overwrite)
+    failed = int((index.status != "ok").sum())
+    say(f"wrote {len(index) - failed} files under {out}/audio and {out}/index.csv"
+        + (f"; {failed} cells went non-finite (see index.csv)" if failed else ""))
+
+
+@app.command()
+def generate(
+    prompt: list[str] = typer.Option(..., "--prompt", "-p"),
+    model: str = MODEL,
+    seed: int = typer.Option(0),
+    steps: Optional[int] = typer.Option(None),
+    out: Path = typer.Option(Path("runs/generate")),
+):
+    """Plain generation, one WAV per prompt."""
+    import tada
+    from tada.models.base import check_prompts
+    from tada.runs import check_output_dir
+
+    check_prompts(prompt)
+    check_output_dir(out)
+    m = tada.load(model)
+    paths = m.generate(prompt, [seed] * len(prompt), steps=steps).save(out)
+    say("\n".join(str(p) for p in paths))
