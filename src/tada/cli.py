@@ -324,5 +324,26 @@ def main():
         raise SystemExit(2) from None
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Protocol v2: the authors' benchmark tables (tada.evaluation). Keep this block self-contained.
+
+
+@app.command("table")
+def protocol_table(
+    results: Path = typer.Argument(..., help="per-alpha results: cell, concept, axis, alpha, lpaps, muqt, clap"),
+    quality: Optional[Path] = typer.Option(None, help="per-alpha Audiobox scores: cell, concept, alpha, CE, CU, PC, PQ"),
+    out: Path = typer.Option(..., help="folder for tables.md, tables.tex and tables.csv"),
+    axis: str = typer.Option("lpaps", help="preservation axis of the results file (main table: lpaps)"),
+    cutoff_cells: str = typer.Option("pci_all,pci_loc", help="cells whose largest distance sets the cutoff"),
+):
+    """The benchmark table of the paper's authors: AUC, smoothness and quality within a PCI cutoff."""
+    from tada.evaluation.auc_table import write_tables
+
+    cells = [c.strip() for c in cutoff_cells.split(",") if c.strip()]
+    paths = write_tables(results, out, quality=quality, axis=axis, cutoff_cells=cells)
+    console.print(paths["markdown"].read_text(), markup=False, highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
 if __name__ == "__main__":
     main()
