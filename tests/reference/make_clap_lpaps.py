@@ -73,7 +73,7 @@ PAIR_SECONDS = (1.2, 0.6, 1.7)
 
 
 def prepare_environment() -> None:
-    import transformers  # noqa: F401  (first, so that it records torchvision as absent)
+    import transformers  # first, so that it records torchvision as absent
 
     def unavailable(*args, **kwargs):
         raise RuntimeError("torchvision is a stand-in in this environment")
@@ -95,8 +95,6 @@ def prepare_environment() -> None:
     modules["torchvision.ops"].misc = modules["torchvision.ops.misc"]
     sys.modules.update(modules)
 
-    import transformers
-
     class Placeholder:
         def __call__(self, *args, **kwargs):
             raise RuntimeError("no tokenizer in this environment")
@@ -108,9 +106,7 @@ def prepare_environment() -> None:
     transformers.RobertaModel.from_pretrained = classmethod(lambda c, *a, **k: c(text))
 
     import laion_clap  # noqa: F401  (puts its clap_module on sys.path)
-    import clap_module.factory as factory
-    import clap_module.htsat as htsat
-    import clap_module.model as model
+    from clap_module import factory, htsat, model
 
     cfg = copy.deepcopy(factory._MODEL_CONFIGS["HTSAT-base"])
     cfg["embed_dim"] = EMBED_DIM * 2 ** (len(DEPTHS) - 1)

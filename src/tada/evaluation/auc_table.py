@@ -344,7 +344,7 @@ def _quality(curve: pd.DataFrame, quality: pd.DataFrame | None, concept: str, ce
     return out
 
 
-_LABELS = dict((cell, label) for label, cell in METHODS)
+_LABELS = {cell: label for label, cell in METHODS}
 
 
 def _label(cell: str) -> str:
