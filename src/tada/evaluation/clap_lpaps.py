@@ -131,8 +131,12 @@ class ClapLPAPS:
     def stage_distances(self, a: Audio, b: Audio) -> torch.Tensor:
         """(B, stages) float32 per-stage distances of row i of `a` and row i of `b`, averaged over windows."""
         pieces_a, pieces_b, owners = self.windows(a, b)
-        feats_a, feats_b = self.stage_features(pieces_a), self.stage_features(pieces_b)
-        per_window = torch.stack([self.stage_distance(fa, fb) for fa, fb in zip(feats_a, feats_b)], dim=1).cpu()
+        per_window = []
+        for i in range(0, len(owners), self.batch_size):  # one batch of windows at a time bounds the memory
+            feats_a = self.stage_features(pieces_a[i : i + self.batch_size])
+            feats_b = self.stage_features(pieces_b[i : i + self.batch_size])
+            per_window.append(torch.stack([self.stage_distance(fa, fb) for fa, fb in zip(feats_a, feats_b)], 1).cpu())
+        per_window = torch.cat(per_window)
         owners_t = torch.tensor(owners)
         sums = torch.zeros(len(a), self.n_stages).index_add_(0, owners_t, per_window)
         counts = torch.bincount(owners_t, minlength=len(a)).clamp(min=1)
