@@ -116,12 +116,14 @@ def test_a_curve_that_never_reaches_the_cutoff_is_integrated_whole():
     rows = (_curve("pci_all", ALPHAS, [4, 2, 0, 2, 4], [0.0, 0.1, 0.2, 0.3, 0.4])
             + _curve("pci_loc", ALPHAS, [3, 1.5, 0, 1.5, 3], [0.0, 0.1, 0.2, 0.3, 0.4])
             + _curve("caa_loc", ALPHAS, [1.0, 0.5, 0, 0.5, 1.0], [0.0, 0.1, 0.2, 0.3, 0.5]))
-    table, cut, _ = T.concept_table(_results(rows), "toy")
+    table, cut, _, sides = T.concept_table(_results(rows), "toy")
     assert cut == {"pos": 3.0, "neg": 3.0}  # the smaller PCI maximum on each side
     # caa_loc: no point is dropped and no closing point is added, the area stops at distance 1
     pos = np.trapezoid([0.0, 0.1, 0.3], [0.0, 0.5, 1.0])
     neg = np.trapezoid([0.0, 0.1, 0.2], [0.0, 0.5, 1.0])
     assert table.loc["CAA (loc.)", "auc_muqt"] == pytest.approx((pos + neg) / 2)
+    assert sides.loc["CAA (loc.)", "auc_muqt_pos"] == pytest.approx(pos)
+    assert sides.loc["CAA (loc.)", "auc_muqt_neg"] == pytest.approx(neg)
     # pci_loc reaches the cutoff exactly: kept, again no closing point
     assert table.loc["PCI (loc.)", "auc_muqt"] == pytest.approx(np.trapezoid([0, 0.1, 0.2], [0, 1.5, 3.0]))
     # pci_all passes it: closing point at distance 3, alignment halfway between 0.3 (at 2) and 0.4 (at 4)
@@ -185,6 +187,9 @@ def test_write_tables(tmp_path):
     assert tex.count(r"\begin{tabular}") == 3 and "PCI (loc.) & $0.044$" in tex and "--" in tex
     frame = pd.read_csv(paths["csv"])
     assert set(frame.concept) == {"piano", "mood", "average"} and len(frame) == 45
+    piano = frame[frame.concept == "piano"].set_index("method")
+    assert piano.loc["CAA", "auc_clap"] == pytest.approx((piano.loc["CAA", "auc_clap_pos"] + piano.loc["CAA", "auc_clap_neg"]) / 2)
+    assert piano.loc["CAA", "quality"] == pytest.approx(piano.loc["CAA", ["CE", "CU", "PC", "PQ"]].mean())
 
 
 def test_other_axes_and_bad_files(tmp_path):

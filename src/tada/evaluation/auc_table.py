@@ -39,6 +39,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,7 @@ class BenchmarkTables:
     concepts: dict[str, pd.DataFrame] = field(default_factory=dict)
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)
     quality_scores: dict[str, pd.DataFrame] = field(default_factory=dict)  # CE, CU, PC, PQ per method
+    sides: dict[str, pd.DataFrame] = field(default_factory=dict)  # AUC and smoothness per side, per method
 
     @property
     def average(self) -> pd.DataFrame:
@@ -229,13 +231,20 @@ class BenchmarkTables:
         return "\n\n".join(parts) + "\n"
 
     def to_frame(self) -> pd.DataFrame:
-        """Long table with full precision: concept ("average" last), method, cutoffs and every column."""
+        """Long table with full precision: concept ("average" last), method, cutoffs, every column, and per
+        concept the values of each side and the four quality scores."""
         rows = []
         for concept, table in [*self.concepts.items(), ("average", self.average)]:
             cut = self.cutoffs.get(concept, {"pos": np.nan, "neg": np.nan})
+            sides, scores = self.sides.get(concept), self.quality_scores.get(concept)
             for label, r in table.iterrows():
+                extra = {}
+                if sides is not None:
+                    extra.update(sides.loc[label].to_dict())
+                if scores is not None:
+                    extra.update(scores.loc[label].to_dict())
                 rows.append({"concept": concept, "method": label, "cutoff_pos": cut["pos"], "cutoff_neg": cut["neg"],
-                             **{c: r[c] for c in COLUMNS}})
+                             **{c: r[c] for c in COLUMNS}, **extra})
         return pd.DataFrame(rows)
 
 
@@ -253,33 +262,43 @@ def cutoffs(results: pd.DataFrame, concept: str, cells: Sequence[str] = CUTOFF_C
     return out
 
 
+class ConceptTable(NamedTuple):
+    """One concept's results: the table, its cutoffs, the four quality scores and the per-side values."""
+
+    table: pd.DataFrame  # rows: method labels; columns: COLUMNS
+    cutoffs: dict[str, float]  # {"pos": ..., "neg": ...}
+    quality_scores: pd.DataFrame  # columns CE, CU, PC, PQ (both sides averaged)
+    sides: pd.DataFrame  # columns auc_<alignment>_<side>, smooth_<alignment>_<side>
+
+
 def concept_table(results: pd.DataFrame, concept: str, quality: pd.DataFrame | None = None,
-                  cutoff_cells: Sequence[str] = CUTOFF_CELLS,
-                  n_quality_points: int = N_QUALITY_POINTS) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
-    """One concept's table, its cutoffs and its per-score quality (results already filtered to one axis)."""
+                  cutoff_cells: Sequence[str] = CUTOFF_CELLS, n_quality_points: int = N_QUALITY_POINTS) -> ConceptTable:
+    """One concept's table, cutoffs, per-score quality and per-side values (results filtered to one axis)."""
     cut = cutoffs(results, concept, cutoff_cells)
-    rows, scores = {}, {}
+    rows, scores, sides = {}, {}, {}
     mine = results[results["concept"] == concept]
     for cell in _cell_order(mine["cell"].unique()):
         curve = mine[mine["cell"] == cell]
         if curve["alpha"].duplicated().any():
             raise ValueError(f"concept {concept!r}, cell {cell!r}: alphas repeat; give one row per alpha and axis")
-        row = {}
+        row, per_side = {}, {}
         for name in ALIGNMENTS:
             aucs, smooth = [], []
             for side, sign in SIDES.items():
                 pts = side_points(curve, side)
                 aucs.append(side_auc(pts["alpha"], pts["lpaps"], pts[name], cut[side], sign))
                 smooth.append(side_smoothness(pts["alpha"], pts["lpaps"], pts[name], cut[side], sign))
+                per_side[f"auc_{name}_{side}"], per_side[f"smooth_{name}_{side}"] = aucs[-1], smooth[-1]
             row[f"auc_{name}"] = _mean_of_sides(aucs)
             row[f"smooth_{name}"] = _mean_of_sides(smooth)
         per_score = _quality(curve, quality, concept, cell, cut, n_quality_points)
         finite = [v for v in per_score.values() if math.isfinite(v)]
         row["quality"] = float(np.mean(finite)) if finite else float("nan")
         label = _label(cell)
-        rows[label], scores[label] = row, per_score
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(COLUMNS))
-    return table, cut, pd.DataFrame.from_dict(scores, orient="index", columns=list(QUALITY_SCORES))
+        rows[label], scores[label], sides[label] = row, per_score, per_side
+    return ConceptTable(pd.DataFrame.from_dict(rows, orient="index", columns=list(COLUMNS)), cut,
+                        pd.DataFrame.from_dict(scores, orient="index", columns=list(QUALITY_SCORES)),
+                        pd.DataFrame.from_dict(sides, orient="index"))
 
 
 def benchmark_tables(results: pd.DataFrame, quality: pd.DataFrame | None = None, axis: str = "lpaps",
@@ -298,8 +317,9 @@ def benchmark_tables(results: pd.DataFrame, quality: pd.DataFrame | None = None,
     for concept in names:
         if not (rows["concept"] == concept).any():
             raise ValueError(f"no results for concept {concept!r} on axis {axis!r}")
-        table, cut, scores = concept_table(rows, concept, quality, cutoff_cells, n_quality_points)
-        tables.concepts[concept], tables.cutoffs[concept], tables.quality_scores[concept] = table, cut, scores
+        result = concept_table(rows, concept, quality, cutoff_cells, n_quality_points)
+        tables.concepts[concept], tables.cutoffs[concept] = result.table, result.cutoffs
+        tables.quality_scores[concept], tables.sides[concept] = result.quality_scores, result.sides
     return tables
 
 
