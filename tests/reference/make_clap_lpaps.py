@@ -338,13 +338,14 @@ def main() -> None:
     stages = torch.stack(stages)
     tensors["stages"], tensors["lpaps"] = stages, stages.sum(dim=1)
     save_file(tensors, OUT / "reference.safetensors")
-    import laion_clap  # noqa: F401
+    from importlib.metadata import version
+
     import numpy
     import transformers
 
     (OUT / "reference.json").write_text(json.dumps({
         "pairs": len(a), "sample_rate": SAMPLE_RATE, "pcm_scale": 32768, "stage_shapes": shapes,
-        "laion_clap": "1.1.7", "transformers": transformers.__version__, "torch": torch.__version__,
+        "laion_clap": version("laion_clap"), "transformers": transformers.__version__, "torch": torch.__version__,
         "numpy": numpy.__version__, "python": sys.version.split()[0]}, indent=1))
     for card in OUT.rglob("README.md"):
         card.unlink()
