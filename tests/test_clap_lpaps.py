@@ -84,6 +84,20 @@ def test_long_audio_is_the_mean_over_fixed_windows(lpaps):
     assert torch.equal(lpaps.distance(a, b), lpaps.distance(a, b))  # no random crop anywhere
 
 
+def test_zeta_windows_start_every_nine_seconds(lpaps):
+    gen = torch.Generator().manual_seed(1)
+    sr, n = 48000, 12 * 48000  # windows 0-10 s and 9-12 s (the short one repeat-padded)
+    a, b = (Audio(0.1 * torch.randn(1, 1, n, generator=gen), sr) for _ in range(2))
+    zeta = ClapLPAPS(lpaps.scorer, windowing="zeta")
+    pieces_a, _, owners = zeta.windows(a, b)
+    assert [len(p) for p in pieces_a] == [10 * sr, 3 * sr] and owners == [0, 0]
+    parts = [lpaps.stage_distances(Audio(a.waveform[..., s:e], sr), Audio(b.waveform[..., s:e], sr))
+             for s, e in ((0, 10 * sr), (9 * sr, n))]
+    torch.testing.assert_close(zeta.stage_distances(a, b), (parts[0] + parts[1]) / 2, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="windowing"):
+        ClapLPAPS(lpaps.scorer, windowing="random")
+
+
 def test_pairs_are_compared_over_the_shorter_length(lpaps, reference):
     a, b = reference[0][0]
     longer = Audio(torch.cat([b.waveform, torch.zeros(1, 1, 4800)], dim=-1), b.sample_rate)

@@ -22,9 +22,10 @@ Audio is mixed to mono and resampled to 48 kHz (soxr), both rows of a pair are c
 and into the fixed windows of `tada.scoring.clap.window_starts` (10 s windows at 0, 10, 20 s, ..., plus one
 ending at the last sample when a remainder is left); each window goes through the checkpoint's own feature
 extractor (a window shorter than 10 s is repeat-padded, as laion_clap does) and the distance of a pair is
-the mean over its windows. For audio of at most 10 s this is exactly the reference's computation. Longer
-audio differs from ZETA's windowing (10 s windows every 9 s, the last one shorter and repeat-padded)
-and from laion_clap's single call (a random 10 s crop); ours is deterministic.
+the mean over its windows. For audio of at most 10 s this is exactly the reference's computation. For longer
+audio, `windowing="zeta"` takes ZETA's windows instead, as the published numbers did: 10 s windows starting
+every 9 s, the last ones shorter and repeat-padded (ZETA cuts them before resampling to 48 kHz, we after,
+which only differs at the window edges). A single laion_clap call would take a random 10 s crop.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from tada.audio import Audio
 from tada.scoring.clap import DEFAULT_CHECKPOINT, ClapScorer, window_starts
 
 EPS = 1e-10
+WINDOWINGS = ("fixed", "zeta")
+ZETA_HOP = 0.9  # ZETA's windows overlap by 10 %
 
 
 class ClapLPAPS:
@@ -49,10 +52,13 @@ class ClapLPAPS:
 
     name = "clap-lpaps"
 
-    def __init__(self, scorer: ClapScorer, batch_size: int | None = None):
+    def __init__(self, scorer: ClapScorer, batch_size: int | None = None, windowing: str = "fixed"):
         if not isinstance(scorer, ClapScorer):
             raise TypeError(f"scorer must be a ClapScorer; got {type(scorer).__name__}")
+        if windowing not in WINDOWINGS:
+            raise ValueError(f"windowing must be one of {WINDOWINGS}; got {windowing!r}")
         self.scorer = scorer
+        self.windowing = windowing
         self.batch_size = int(batch_size or scorer.batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -61,13 +67,13 @@ class ClapLPAPS:
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path = DEFAULT_CHECKPOINT, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, batch_size: int = 8) -> "ClapLPAPS":
+                        dtype: torch.dtype | None = None, batch_size: int = 8, windowing: str = "fixed") -> "ClapLPAPS":
         """Load a CLAP checkpoint through `ClapScorer.from_pretrained` (hub id or folder). The text-tower checks
         are skipped: only the audio tower is used. `dtype` (e.g. torch.float16 on a GPU) casts the model."""
         scorer = ClapScorer.from_pretrained(checkpoint, device=device, check=False, batch_size=batch_size)
         if dtype is not None:
             scorer.model.to(dtype)
-        return cls(scorer)
+        return cls(scorer, windowing=windowing)
 
     @property
     def device(self) -> torch.device:
@@ -90,9 +96,13 @@ class ClapLPAPS:
         wa = a.mono_at(rate, torch.float64).numpy()
         wb = b.mono_at(rate, torch.float64).numpy()
         pieces_a, pieces_b, owners = [], [], []
+        n = min(wa.shape[1], wb.shape[1])
+        if self.windowing == "zeta":
+            starts = list(range(0, n, int(size * ZETA_HOP)))
+        else:
+            starts = window_starts(n, size)
         for row in range(len(a)):
-            n = min(wa.shape[1], wb.shape[1])
-            for start in window_starts(n, size):
+            for start in starts:
                 stop = min(start + size, n)
                 pieces_a.append(wa[row, start:stop])
                 pieces_b.append(wb[row, start:stop])
