@@ -45,10 +45,15 @@ It writes `tests/reference/clap-lpaps-tiny/`:
   mel settings (50-14000 Hz, "rand_trunc", "repeatpad");
 * `reference.safetensors` + `reference.json`: the clip pairs (16-bit PCM at 48 kHz), the per-stage and
   total distances laion_clap gives for each pair, and versions.
+
+`--full-size DIR` writes the same at HTSAT-base's widths (embed_dim 128, depths 2-2-12-2, heads 4-8-16-32,
+the architecture of the music checkpoint; random weights, about 540 MB) with pairs of 10, 4.1 and 7.3 s,
+for `benchmarks/clap_lpaps_full_size.py`; it is not kept in the repository.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import shutil
@@ -62,17 +67,19 @@ import torch
 OUT = Path(__file__).resolve().parent / "clap-lpaps-tiny"
 SAMPLE_RATE = 48000
 MAX_LEN = 480000
-EMBED_DIM, DEPTHS, HEADS, WINDOW = 4, [2, 2, 2, 2], [1, 1, 2, 2], 8
-JOINT, CLASSES = 16, 3
+WINDOW = 8
 ARCH = "HTSAT-lpaps-test"
-# Seconds of each clip pair; both clips of a pair have the same length.
-PAIR_SECONDS = (1.2, 0.6, 1.7)
+# Model widths and the seconds of each clip pair (both clips of a pair have the same length).
+TINY = {"embed_dim": 4, "depths": [2, 2, 2, 2], "heads": [1, 1, 2, 2], "joint": 16, "classes": 3,
+        "pair_seconds": (1.2, 0.6, 1.7)}
+FULL = {"embed_dim": 128, "depths": [2, 2, 12, 2], "heads": [4, 8, 16, 32], "joint": 512, "classes": 527,
+        "pair_seconds": (10.0, 4.1, 7.3)}  # HTSAT-base, as in music_audioset_epoch_15_esc_90.14
 
 
 # ----------------------------------------------------------------- environment
 
 
-def prepare_environment() -> None:
+def prepare_environment(size: dict) -> None:
     import transformers  # first, so that it records torchvision as absent
 
     def unavailable(*args, **kwargs):
@@ -109,15 +116,16 @@ def prepare_environment() -> None:
     from clap_module import factory, htsat, model
 
     cfg = copy.deepcopy(factory._MODEL_CONFIGS["HTSAT-base"])
-    cfg["embed_dim"] = EMBED_DIM * 2 ** (len(DEPTHS) - 1)
-    cfg["joint_embed_shape"] = JOINT
-    cfg["audio_cfg"].update(class_num=CLASSES, model_name="tiny")
+    cfg["embed_dim"] = size["embed_dim"] * 2 ** (len(size["depths"]) - 1)
+    cfg["joint_embed_shape"] = size["joint"]
+    cfg["audio_cfg"].update(class_num=size["classes"], model_name="tiny")
     factory._MODEL_CONFIGS[ARCH] = cfg
 
     def create_tiny_htsat(audio_cfg, enable_fusion=False, fusion_type="None"):
         return htsat.HTSAT_Swin_Transformer(
-            spec_size=256, patch_size=4, patch_stride=(4, 4), num_classes=audio_cfg.class_num, embed_dim=EMBED_DIM,
-            depths=DEPTHS, num_heads=HEADS, window_size=WINDOW, config=audio_cfg, enable_fusion=enable_fusion,
+            spec_size=256, patch_size=4, patch_stride=(4, 4), num_classes=audio_cfg.class_num,
+            embed_dim=size["embed_dim"], depths=size["depths"], num_heads=size["heads"], window_size=WINDOW,
+            config=audio_cfg, enable_fusion=enable_fusion,
             fusion_type=fusion_type)
 
     model.create_htsat_model = create_tiny_htsat
@@ -220,7 +228,7 @@ def tiny_tokenizer(folder: Path):
     return RobertaTokenizer(str(vocab), str(merges_file), add_prefix_space=True, model_max_length=128)
 
 
-def write_transformers(folder: Path, laion_state: dict) -> None:
+def write_transformers(folder: Path, laion_state: dict, size: dict) -> None:
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
     tokenizer = tiny_tokenizer(folder)
@@ -228,10 +236,12 @@ def write_transformers(folder: Path, laion_state: dict) -> None:
         text_config={"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "hidden_size": 32,
                      "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
                      "max_position_embeddings": 130},
-        audio_config={"depths": DEPTHS, "num_attention_heads": HEADS, "patch_embeds_hidden_size": EMBED_DIM,
-                      "hidden_size": EMBED_DIM * 2 ** (len(DEPTHS) - 1), "window_size": WINDOW, "spec_size": 256,
+        audio_config={"depths": size["depths"], "num_attention_heads": size["heads"],
+                      "patch_embeds_hidden_size": size["embed_dim"],
+                      "hidden_size": size["embed_dim"] * 2 ** (len(size["depths"]) - 1), "window_size": WINDOW,
+                      "spec_size": 256,
                       "num_mel_bins": 64, "patch_size": 4, "patch_stride": [4, 4], "enable_fusion": False},
-        projection_dim=JOINT)
+        projection_dim=size["joint"])
     torch.manual_seed(3)
     model = ClapModel(config).eval()
     converted = to_transformers(laion_state)
@@ -254,12 +264,12 @@ def write_transformers(folder: Path, laion_state: dict) -> None:
 # ----------------------------------------------------------------- reference outputs
 
 
-def clips() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def clips(pair_seconds) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Pairs of 16-bit PCM clips: a tone mixture against the same with one partial moved, noise against a
     chirp, and a modulated tone against a copy with different low-level noise."""
     gen = torch.Generator().manual_seed(2)
     a, b = [], []
-    for i, seconds in enumerate(PAIR_SECONDS):
+    for i, seconds in enumerate(pair_seconds):
         t = torch.arange(int(seconds * SAMPLE_RATE), dtype=torch.float64) / SAMPLE_RATE
         if i == 0:
             x = 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.1 * torch.sin(2 * torch.pi * 1250 * t)
@@ -312,22 +322,22 @@ def lpaps_stages(feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> to
     return torch.stack(values)
 
 
-def main() -> None:
-    prepare_environment()
+def write_reference(out: Path, size: dict) -> None:
+    prepare_environment(size)
     from safetensors.torch import save_file
 
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    ckpt = OUT / "laion_clap_tiny.pt"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    ckpt = out / "laion_clap.pt"
     module = build_laion(ckpt)
     ckpt.unlink()  # its learned audio tensors are kept below; the rest is rebuilt by the constructor
     state = {k: v.contiguous() for k, v in module.model.state_dict().items()
              if k.startswith(("audio_branch.", "audio_projection.")) and not any(f in k for f in FIXED)}
-    save_file(state, OUT / "laion_clap_audio.safetensors")
-    write_transformers(OUT / "hf", state)
+    save_file(state, out / "laion_clap_audio.safetensors")
+    write_transformers(out / "hf", state, size)
 
-    a, b = clips()
+    a, b = clips(size["pair_seconds"])
     tensors, stages, shapes = {}, [], None
     for i, (x, y) in enumerate(zip(a, b)):
         fa = stage_outputs(module, x.float() / 32768)
@@ -337,19 +347,26 @@ def main() -> None:
         tensors[f"a{i}"], tensors[f"b{i}"] = x, y
     stages = torch.stack(stages)
     tensors["stages"], tensors["lpaps"] = stages, stages.sum(dim=1)
-    save_file(tensors, OUT / "reference.safetensors")
+    save_file(tensors, out / "reference.safetensors")
     from importlib.metadata import version
 
     import numpy
     import transformers
 
-    (OUT / "reference.json").write_text(json.dumps({
+    (out / "reference.json").write_text(json.dumps({
         "pairs": len(a), "sample_rate": SAMPLE_RATE, "pcm_scale": 32768, "stage_shapes": shapes,
         "laion_clap": version("laion_clap"), "transformers": transformers.__version__, "torch": torch.__version__,
         "numpy": numpy.__version__, "python": sys.version.split()[0]}, indent=1))
-    for card in OUT.rglob("README.md"):
+    for card in out.rglob("README.md"):
         card.unlink()
-    print(f"wrote {OUT}: lpaps {tensors['lpaps'].tolist()}")
+    print(f"wrote {out}: lpaps {tensors['lpaps'].tolist()}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--full-size", type=Path, help="write a reference at HTSAT-base's widths to this folder")
+    args = ap.parse_args()
+    write_reference(args.full_size.resolve() if args.full_size else OUT, FULL if args.full_size else TINY)
 
 
 if __name__ == "__main__":
