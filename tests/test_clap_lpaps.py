@@ -118,6 +118,15 @@ def test_a_double_precision_copy_agrees(lpaps, reference):
     torch.testing.assert_close(double.distance(a, b), lpaps.distance(a, b), atol=1e-5, rtol=0)
 
 
+def test_a_half_precision_model_gives_float32_distances_close_to_the_reference(lpaps, reference):
+    (a, b), total = reference[0][0], reference[2][0]
+    half = ClapLPAPS(copy.deepcopy(lpaps.scorer))
+    half.scorer.model.to(torch.bfloat16)
+    d = half.distance(a, b)
+    assert half.dtype == torch.bfloat16 and d.dtype == torch.float32
+    assert abs(d.item() - total.item()) < 0.02  # bfloat16 keeps 8 bits of mantissa
+
+
 def test_serves_as_the_preservation_distance(lpaps, reference):
     a, b = reference[0][0]
     result = preservation({0.0: a, 1.0: b, 2.0: a}, a, lpaps=lpaps, embed=None, progress=False)
