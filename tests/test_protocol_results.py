@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from tada.audio import Audio
+from tada.cli import app
 from tada.evaluation import auc_table as T
 from tada.evaluation.clap_lpaps import ClapLPAPS
 from tada.evaluation.protocol_results import cell_name, eval_results, quality_results, sweep_results
@@ -91,3 +93,17 @@ def test_with_clap_lpaps(tmp_path):
     assert rows["muqt"].isna().all()
     loc = rows[rows.cell == "caa_loc"].set_index("alpha")
     assert loc.loc[0.0, "lpaps"] == 0.0 and loc.loc[20.0, "lpaps"] > 0
+
+
+def test_the_command_line_writes_the_results_file(tmp_path):
+    _fake_eval(tmp_path / "eval")
+    runner = CliRunner()
+    result = runner.invoke(app, ["protocol-results", str(tmp_path / "eval"), "--out", str(tmp_path / "m.csv"),
+                                 "--clap", str(REFERENCE / "hf"), "--windowing", "zeta"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    rows = pd.read_csv(tmp_path / "m.csv")
+    assert list(rows.columns) == list(T.RESULT_COLUMNS) and len(rows) == 8
+    result = runner.invoke(app, ["table", str(tmp_path / "m.csv"), "--out", str(tmp_path / "t"), "--cutoff-cells",
+                                 "caa_all"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "## piano  (cutoff pos=" in result.output

@@ -345,5 +345,26 @@ def protocol_table(
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+@app.command("protocol-results")
+def protocol_results(
+    folder: Path = typer.Argument(..., help="a finished tada eval folder (alignment.csv and the sweeps)"),
+    out: Path = typer.Option(Path("steering_metrics.csv"), help="results file in the published layout"),
+    clap: str = typer.Option("laion/larger_clap_music", help="CLAP checkpoint for CLAP-LPAPS (hub id or folder)"),
+    windowing: str = typer.Option("fixed", help="CLAP-LPAPS windows: fixed (ClapScorer's) or zeta (10 s every 9 s)"),
+    muq: str = typer.Option("muq", help="scorer name of the muqt column in alignment.csv"),
+    clap_scorer: str = typer.Option("clap", help="scorer name of the clap column in alignment.csv"),
+    device: str = typer.Option("cpu"),
+):
+    """Per-alpha results of a tada eval run in the layout of the authors' steering_metrics.csv."""
+    from tada.evaluation.clap_lpaps import ClapLPAPS
+    from tada.evaluation.protocol_results import eval_results
+
+    lpaps = ClapLPAPS.from_pretrained(clap, device=device, windowing=windowing)
+    rows = eval_results(folder, lpaps, alignments={"muqt": muq, "clap": clap_scorer})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    console.print(f"wrote {len(rows)} rows to {out}; next: tada table {out} --out <dir> --cutoff-cells <cells>")
+
+
 if __name__ == "__main__":
     main()
