@@ -64,7 +64,7 @@ def _fake_eval(out: Path, sr: int = 48000) -> None:
             Audio(wave.clamp(-1, 1), sr).save(out / "piano" / folder / "audio", names)
             for i, name in enumerate(names):
                 rows.append({"prompt_index": i, "prompt": f"prompt {i}", "seed": 0, "alpha": alpha,
-                             "path": f"audio/{name}.wav"})
+                             "path": f"audio/{name}.wav", "status": "ok", "error": ""})
                 alignment.append({"prompt_index": i, "seed": 0, "alpha": alpha, "concept": "piano", "config": config,
                                   "align_clap": 0.1 + 0.01 * alpha + 0.01 * i, "align_muq": 0.2 + 0.005 * alpha})
         pd.DataFrame(rows).to_csv(out / "piano" / folder / "index.csv", index=False)
@@ -85,6 +85,19 @@ def test_a_tada_eval_folder_becomes_a_results_file(tmp_path):
     tables = T.benchmark_tables(T.read_results(path), cutoff_cells=["caa_all"])
     assert list(tables.concepts["piano"].index) == ["CAA", "CAA (loc.)"]
     assert np.isfinite(tables.concepts["piano"].loc["CAA (loc.)", "auc_clap"])
+
+
+def test_cells_missing_from_a_sweep_are_skipped(tmp_path):
+    from tada.evaluation.protocol_results import sweep_distances
+
+    index = pd.DataFrame({"prompt_index": [0, 1, 0, 1, 1], "seed": 0, "alpha": [0.0, 0.0, 5.0, 5.0, 9.0]})
+    audio = Audio(torch.tensor([0.0, 0.0, 1.0, 3.0, 2.0])[:, None, None].repeat(1, 1, 4), 48000)
+    assert sweep_distances(index, audio, MeanAbs()) == {5.0: 2.0, 9.0: 2.0}
+    no_reference = index.assign(alpha=[1.0, 0.0, 5.0, 5.0, 9.0])  # prompt 0 has no alpha = 0 file
+    distances = sweep_distances(no_reference, audio, MeanAbs())
+    assert distances[5.0] == 3.0 and distances[9.0] == 2.0 and np.isnan(distances[1.0])
+    with pytest.raises(ValueError, match="alpha = 0"):
+        sweep_distances(index.assign(alpha=1.0), audio, MeanAbs())
 
 
 def test_with_clap_lpaps(tmp_path):

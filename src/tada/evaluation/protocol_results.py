@@ -107,21 +107,23 @@ def eval_results(out: str | Path, lpaps, *, alignments: Mapping[str, str] | None
 
 
 def sweep_distances(index: pd.DataFrame, audio, lpaps) -> dict[float, float]:
-    """{alpha: mean distance of every (prompt, seed) file to its alpha = 0 file} for one sweep."""
-    from tada.audio import Audio
-    from tada.metrics import preservation
+    """{alpha: mean distance of every (prompt, seed) file to its alpha = 0 file} for one sweep.
 
-    key = ["prompt_index", "seed"]
-    reference_rows = index.index[index["alpha"] == 0]
-    if len(reference_rows) == 0:
+    Only (prompt, seed) pairs present at both alphas are compared (a sweep may leave failed cells out); an
+    alpha with none gets NaN."""
+    from tada.audio import Audio
+
+    keys = list(zip(index["prompt_index"], index["seed"]))
+    reference = {k: i for k, i, a in zip(keys, range(len(index)), index["alpha"]) if a == 0}
+    if not reference:
         raise ValueError("the sweep has no alpha = 0 files to measure preservation against")
-    order = [tuple(k) for k in index.loc[reference_rows, key].to_numpy()]
-    reference = Audio(audio.waveform[list(reference_rows)], audio.sample_rate)
-    steered = {}
-    for alpha, rows in index[index["alpha"] != 0].groupby("alpha"):
-        position = {tuple(k): i for k, i in zip(rows[key].to_numpy(), rows.index)}
-        steered[float(alpha)] = Audio(audio.waveform[[position[k] for k in order]], audio.sample_rate)
-    if not steered:
-        return {}
-    result = preservation(steered, reference, lpaps=lpaps, embed=None, progress=False)
-    return {a: row["lpaps"] for a, row in result.per_alpha.items()}
+    out = {}
+    for alpha in sorted(set(index["alpha"].astype(float)) - {0.0}):
+        rows = [(i, reference[k]) for i, (k, a) in enumerate(zip(keys, index["alpha"])) if a == alpha and k in reference]
+        if not rows:
+            out[alpha] = float("nan")
+            continue
+        steered = Audio(audio.waveform[[i for i, _ in rows]], audio.sample_rate)
+        base = Audio(audio.waveform[[j for _, j in rows]], audio.sample_rate)
+        out[alpha] = float(lpaps.distance(steered, base).mean())
+    return out
