@@ -3,7 +3,7 @@
     import tada
     model = tada.load("toy")                                   # or a real checkpoint, or tada.wrap(pipe)
     layers = tada.localize(model, concept="tempo")             # LayerImpact (eq. 9)
-    vec = tada.methods.caa.fit(model, "tempo", sites=layers.top(2))    # SteeringVector (eq. 2)
+    vec = tada.caa.fit(model, "tempo", sites=layers.top(2))    # SteeringVector (eq. 2)
     audio = model.generate("a jazz piece", seeds=0, steer=[vec.at(40)])   # ReNorm (eq. 3)
 """
 
