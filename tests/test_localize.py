@@ -8,7 +8,7 @@ import torch
 import tada
 from tada.runs import RunFolder
 from tada.errors import TadaError
-from tada.evaluation.scorers import load_scorer
+from tada.evaluation.registry import load_scorer
 from tada.localization import (
     SOURCE,
     TARGET,

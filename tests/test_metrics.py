@@ -19,6 +19,7 @@ from tada.evaluation.metrics import (
     preservation,
     smoothness,
 )
+from tada.evaluation.registry import load_embedder
 
 # ---------------------------------------------------------------- delta alignment and smoothness
 
@@ -263,7 +264,7 @@ def test_preservation_embeds_through_a_named_scorer():
     gen = torch.Generator().manual_seed(1)
     ref = Audio(0.1 * torch.randn(3, 1, 48000, generator=gen), 48000)
     steered = {5.0: Audio(0.1 * torch.randn(3, 1, 48000, generator=gen), 48000)}
-    out = preservation(steered, ref, embed="clap-tiny", progress=False)
+    out = preservation(steered, ref, embed=load_embedder("clap-tiny"), progress=False)
     clap = ClapScorer.random(seed=0)
     expected = _reference_fad(clap.embed_audio(ref).double().numpy(), clap.embed_audio(steered[5.0]).double().numpy())
     assert out.lpaps is None

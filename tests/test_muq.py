@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from tada.audio import Audio
 from tada.errors import TadaError
-from tada.evaluation.scorers import load_scorer
+from tada.evaluation.registry import load_scorer
 from tada.evaluation.scorers.muq import MuQMuLan, MuQScorer
 
 REFERENCE = Path(__file__).parent / "reference" / "muq-mulan-tiny"

@@ -12,7 +12,7 @@ from tada.audio import Audio
 from tada.cli import app
 from tada.evaluation import auc_table as T
 from tada.evaluation.clap_lpaps import ClapLPAPS
-from tada.evaluation.protocol_results import cell_name, eval_results, quality_results, sweep_results
+from tada.experiments.protocol_results import cell_name, eval_results, quality_results, sweep_results
 
 REFERENCE = Path(__file__).parent / "reference" / "clap-lpaps-tiny"
 ALPHAS = [-10.0, 0.0, 10.0, 20.0]
@@ -88,7 +88,7 @@ def test_a_tada_eval_folder_becomes_a_results_file(tmp_path):
 
 
 def test_cells_missing_from_a_sweep_are_skipped(tmp_path):
-    from tada.evaluation.protocol_results import sweep_distances
+    from tada.experiments.protocol_results import sweep_distances
 
     index = pd.DataFrame({"prompt_index": [0, 1, 0, 1, 1], "seed": 0, "alpha": [0.0, 0.0, 5.0, 5.0, 9.0]})
     audio = Audio(torch.tensor([0.0, 0.0, 1.0, 3.0, 2.0])[:, None, None].repeat(1, 1, 4), 48000)

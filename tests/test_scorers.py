@@ -10,7 +10,8 @@ from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTok
 
 from tada.audio import Audio
 from tada.errors import TadaError
-from tada.evaluation.scorers import SCORERS, Scorer, load_scorer, paper_scorer_names
+from tada.evaluation.registry import SCORERS, load_scorer, paper_scorer_names
+from tada.evaluation.scorers import Scorer
 from tada.evaluation.scorers.aesthetics import (
     AXES,
     AudioboxAesthetics,

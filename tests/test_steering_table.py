@@ -8,7 +8,7 @@ import tada
 from tada.engine import Site
 from tada.errors import TadaError
 from tada.evaluation.lpaps import LPAPS
-from tada.evaluation.scorers import load_scorer
+from tada.evaluation.registry import load_scorer
 from tada.experiments.alpha_sweep import parse_alphas
 from tada.experiments.steering_table import EvalSettings, configurations, steering_table
 from tada.methods.vector import SteeringVector

@@ -4,7 +4,8 @@ import torch
 
 from tada.audio import Audio
 from tada.errors import TadaError
-from tada.evaluation.metrics import fad, load_embedder, preservation
+from tada.evaluation.metrics import fad, preservation
+from tada.evaluation.registry import load_embedder
 from tada.evaluation.vggish import (
     MIN_SAMPLES,
     WEIGHTS_URL,

@@ -16,14 +16,9 @@ warnings.filterwarnings("ignore", category=UserWarning, module="torchsde")
 # diffusers' own StableAudioDiTModel.forward uses its deprecated Transformer2DModelOutput on every call
 warnings.filterwarnings("ignore", message=".*Transformer2DModelOutput.*", category=FutureWarning)
 
-import typer  # noqa: E402
-
-from tada.errors import TadaError  # noqa: E402
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Localize musical concepts in text-to-music diffusion models and steer them.")
-
 from tada.cli import evaluate, localize, protocol, sae, steer  # noqa: E402,F401  (each registers its commands)
+from tada.cli.app import app  # noqa: E402
+from tada.errors import TadaError  # noqa: E402
 
 
 def main():

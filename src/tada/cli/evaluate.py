@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from tada.cli import app
-from tada.cli.options import CONCEPTS, MODEL, OVERWRITE, catalogue, ints, say
+from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, ints, say
 
 
 @app.command()
@@ -59,7 +58,12 @@ def evaluate(
 ):
     """The steering table (Table 1): alpha sweeps per configuration and every metric of sec. 4.2."""
     import tada
-    from tada.evaluation.scorers import check_scorer_name, load_scorer, offline_scorer_name, paper_scorer_names
+    from tada.evaluation.registry import (
+        check_scorer_name,
+        load_scorer,
+        offline_scorer_name,
+        paper_scorer_names,
+    )
     from tada.experiments.alpha_sweep import parse_alphas
     from tada.experiments.steering_table import EvalSettings, steering_table
     from tada.methods.vector import SteeringVector

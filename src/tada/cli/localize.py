@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from tada.cli import app
-from tada.cli.options import CONCEPTS, MODEL, OVERWRITE, catalogue, say
+from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, say
 
 
 @app.command()
@@ -28,7 +27,7 @@ def localize(
     """Activation patching over every cross-attention layer: Impact (eq. 9) per concept and layer."""
     import tada
     from tada.concepts import load_captions
-    from tada.evaluation.scorers import check_scorer_name, load_scorer
+    from tada.evaluation.registry import check_scorer_name, load_scorer
     from tada.runs import check_output_dir
 
     cat = catalogue(concepts, concept)

@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from tada.cli import app
-from tada.cli.options import say
+from tada.cli.app import app, say
 
 
 @app.command("table")
@@ -42,7 +41,7 @@ def protocol_results(
 ):
     """Per-alpha results of a tada eval run in the layout of the authors' steering_metrics.csv."""
     from tada.evaluation.clap_lpaps import ClapLPAPS
-    from tada.evaluation.protocol_results import eval_results
+    from tada.experiments.protocol_results import eval_results
     from tada.runs import check_output_dir
 
     check_output_dir(out.parent)

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from tada.cli import app
-from tada.cli.options import CONCEPTS, MODEL, OVERWRITE, catalogue, ints, say, seeds as seed_range
+from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, ints, say
+from tada.cli.app import seeds as seed_range
 from tada.cli.steer import check_vector_out, steer
 
 sae_app = typer.Typer(no_args_is_help=True, help="TopK sparse autoencoders on one site (eq. 4-8).")

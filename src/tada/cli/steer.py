@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from tada.cli import app
-from tada.cli.options import CONCEPTS, MODEL, OVERWRITE, catalogue, ints, say, seeds as seed_range
+from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, ints, say
+from tada.cli.app import seeds as seed_range
 from tada.errors import TadaError
 
 

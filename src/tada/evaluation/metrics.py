@@ -30,20 +30,6 @@ Embedder = Callable[[Audio], torch.Tensor]
 `embed_audio`) or several (VGGish's `embed_frames`, one per 0.96 s example)."""
 
 
-def load_embedder(name: str) -> Embedder:
-    """FAD's embedding by name: "vggish" (Kilgour et al.'s, every 0.96 s example; `tada.evaluation.vggish`) or a scorer of
-    `tada.evaluation.scorers.load_scorer` ("clap", "muq", ...), whose `embed_audio` gives one vector a row."""
-    if name == "vggish":
-        from tada.evaluation.vggish import VGGish
-
-        return VGGish.from_pretrained().embed_frames
-    from tada.evaluation.scorers import SCORERS, load_scorer
-
-    if name not in SCORERS:
-        raise TadaError(f"unknown FAD embedding {name!r}; known: {', '.join(['vggish', *sorted(SCORERS)])}")
-    return load_scorer(name).embed_audio
-
-
 def _as_float64(x, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().double().numpy()
@@ -236,7 +222,7 @@ def preservation(
     reference: Audio,
     *,
     lpaps: LPAPS | None = None,
-    embed: Embedder | str | None = "clap",
+    embed: Embedder | None = None,
     progress: bool = True,
 ) -> Preservation:
     """Preservation (paper sec. 4.2): LPAPS and FAD of steered audio against the unsteered (alpha = 0) audio,
@@ -246,18 +232,15 @@ def preservation(
         `reference`. An alpha = 0 entry, if present, is the baseline itself and is left out of the averages.
     reference: the alpha = 0 generations.
     lpaps: an `tada.evaluation.lpaps.LPAPS` model; LPAPS is the mean over rows of the per-pair distance.
-    embed: FAD's embedding: any `Embedder`, or a name for `load_embedder` ("vggish", or a scorer whose
-        `embed_audio` is used); default "clap" (laion/larger_clap_music, see docs/evaluation.md); None skips FAD.
+    embed: FAD's embedding, any `Embedder` (by name: `tada.evaluation.registry.load_embedder`); None skips FAD.
         FAD compares the set of steered embeddings with the set of reference embeddings: at least 2 in each.
     progress: show a progress bar over alphas.
     At least one of `lpaps` and `embed` must be given.
     """
     if lpaps is None and embed is None:
         raise TadaError("preservation needs lpaps=<LPAPS model>, embed=<callable Audio -> (B, E)>, or both")
-    if isinstance(embed, str):
-        embed = load_embedder(embed)
     if embed is not None and not callable(embed):
-        raise TadaError(f"embed must be a callable Audio -> (N, E), an embedding name or None; got {type(embed).__name__}")
+        raise TadaError(f"embed must be a callable Audio -> (N, E), or None; got {type(embed).__name__}")
     if not isinstance(reference, Audio):
         raise TadaError(f"reference must be an Audio; got {type(reference).__name__}")
     alphas = sorted(float(a) for a in steered if float(a) != 0.0)

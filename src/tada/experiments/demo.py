@@ -39,7 +39,7 @@ def run_demo(out: str | Path = "tada-demo", model=None, concepts: Sequence[str] 
     Every stage resumes; a rerun with other settings refuses, or starts clean with `overwrite`."""
     import tada
     from tada.concepts import load_catalogue
-    from tada.evaluation.scorers import default_scorer
+    from tada.evaluation.registry import default_scorer
     from tada.methods.caa import fit
     from tada.methods.vector import SteeringVector
     from tada.report.html import sweep_section, write_report

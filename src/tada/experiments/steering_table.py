@@ -14,17 +14,13 @@ import pandas as pd
 from tada.audio import Audio
 from tada.engine import Site, resolve_sites
 from tada.errors import TadaError
-from tada.runs import RunFolder, check_output_dir, content_hash
-from tada.evaluation.metrics import (
-    delta_alignment,
-    load_embedder,
-    preservation,
-    smoothness,
-)
+from tada.evaluation.metrics import delta_alignment, preservation, smoothness
+from tada.evaluation.registry import load_embedder
 from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
 from tada.methods.caa import fit
 from tada.methods.vector import SteeringVector
 from tada.models.base import AudioModel
+from tada.runs import RunFolder, check_output_dir, content_hash
 
 
 @dataclass
@@ -104,12 +100,12 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     sae_vectors: optional ``{concept: SAE steering vector}`` added as an ``SAE(site)`` row.
     scorers: ``{name: Scorer}`` for alignment (default: the model's default scorer).
     fad_embed: FAD's embedding: "scorer" (the first scorer's ``embed_audio``), a name for
-        ``tada.evaluation.metrics.load_embedder`` ("vggish", "clap", ...), any ``Embedder``, or None to skip FAD.
+        ``tada.evaluation.registry.load_embedder`` ("vggish", "clap", ...), any ``Embedder``, or None to skip FAD.
     Writes results.csv, table.md, alignment.csv and curves/<concept>.png into a
     :class:`~tada.runs.RunFolder`: a rerun with other settings refuses (or starts clean with `overwrite`).
     """
     from tada.concepts import load_catalogue, load_eval_prompts
-    from tada.evaluation.scorers import default_scorer
+    from tada.evaluation.registry import default_scorer
     from tada.report.plots import alpha_curves
 
     settings = settings or EvalSettings()

@@ -105,7 +105,7 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
     same table, with other settings it refuses (or starts clean with `overwrite`).
     """
     from tada.concepts import build_pairs, load_captions, load_catalogue
-    from tada.evaluation.scorers import default_scorer
+    from tada.evaluation.registry import default_scorer
 
     concepts = [concept] if isinstance(concept, str) else list(concept)
     if not concepts:

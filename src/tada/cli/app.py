@@ -1,4 +1,4 @@
-"""Options and small parsers shared by the commands."""
+"""The typer app every command registers on, and the options and small parsers the commands share."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from rich.console import Console
 
 from tada.errors import TadaError
 
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Localize musical concepts in text-to-music diffusion models and steer them.")
 console = Console(highlight=False)
 
 MODEL = typer.Option("toy", "--model", "-m", help="toy (default, offline), tiny-*, a checkpoint alias or hub id")
