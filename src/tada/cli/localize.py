@@ -40,7 +40,10 @@ def localize(
                            scorer=load_scorer(scorer) if scorer else None, out=out, max_batch=max_batch,
                            catalogue=cat, overwrite=overwrite)
     for c in concept:
-        say(f"{c}: top layers {result.top(3, concept=c)}")
+        rows = result.table[result.table.concept == c]
+        flags = sorted({f for fl in rows["flags"] for f in str(fl).split(";") if f})
+        note = f" (flags: {', '.join(flags)}; see impact.csv)" if flags else ""
+        say(f"{c}: top layers {result.top(3, concept=c)}{note}")
     say(f"wrote {out}/impact.csv, {out}/heatmap.png")
 
 

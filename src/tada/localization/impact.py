@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def bootstrap_impact(sim_patched, sim_source, sim_target, n_boot: int = 1000, le
 class LayerImpact:
     """Impact (eq. 9) per concept and site, with bootstrap intervals.
 
-    table columns: concept, layer, impact, ci_low, ci_high, units.
+    table columns: concept, layer, impact, ci_low, ci_high, units, flags (see :func:`impact_flags`).
     """
 
     table: pd.DataFrame
@@ -89,7 +90,42 @@ class LayerImpact:
         """A concept x layer heatmap like the paper's fig. 3."""
         from tada.report.plots import impact_heatmap
 
-        return impact_heatmap(self.matrix(), path, title=title)
+        flagged = None
+        if "flags" in self.table:
+            flagged = self.table.assign(flag=self.table["flags"].fillna("").astype(str) != "").pivot(
+                index="concept", columns="layer", values="flag")
+        return impact_heatmap(self.matrix(), path, title=title, flagged=flagged)
+
+
+def impact_flags(patched: np.ndarray, source: np.ndarray, target: np.ndarray, imp: np.ndarray, lo: np.ndarray,
+                 hi: np.ndarray, min_denominator: float = 1e-6) -> list[str]:
+    """Per layer, why its Impact means little ("" when nothing is wrong), joined by ";":
+
+    constant: every generation scored the same (silent or constant audio: nothing to measure);
+    no_effect: the mean denominator of eq. 9 is below `min_denominator` (prompting alone does not change
+        the audio, Impact is undefined);
+    weak_concept: the denominator is within two standard errors of zero over the units, so Impact is a
+        ratio of noise (an Impact of 31 can come from it);
+    wide_ci: the bootstrap interval is wider than the range of Impact over the layers, or misses the estimate.
+    """
+    every = np.concatenate([patched.ravel(), source, target])
+    diff = target - source
+    den = diff.mean()
+    base = []
+    if np.ptp(every) == 0:
+        base.append("constant")
+    elif abs(den) < min_denominator:
+        base.append("no_effect")
+    elif len(diff) > 1 and abs(den) < 2 * diff.std(ddof=1) / np.sqrt(len(diff)):
+        base.append("weak_concept")
+    spread = np.nanmax(imp) - np.nanmin(imp) if np.isfinite(imp).any() else 0.0
+    flags = []
+    for j in range(len(imp)):
+        f = list(base)
+        if np.isfinite(imp[j]) and ((hi[j] - lo[j]) > max(spread, 1e-12) or not lo[j] <= imp[j] <= hi[j]):
+            f.append("wide_ci")
+        flags.append(";".join(f))
+    return flags
 
 
 def impact_table(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> LayerImpact:
@@ -101,7 +137,12 @@ def impact_table(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Lay
         patched, src, tgt = wide[layers].to_numpy(), wide[SOURCE].to_numpy(), wide[TARGET].to_numpy()
         imp = impact(patched, src, tgt)
         lo, hi = bootstrap_impact(patched, src, tgt, n_boot=n_boot, seed=seed)
+        flags = impact_flags(patched, src, tgt, imp, lo, hi)
         for j, layer in enumerate(layers):
             out.append({"concept": concept, "layer": int(layer), "impact": imp[j], "ci_low": lo[j],
-                        "ci_high": hi[j], "units": len(wide)})
+                        "ci_high": hi[j], "units": len(wide), "flags": flags[j]})
+        concept_flags = sorted({f for fl in flags for f in fl.split(";") if f})
+        if concept_flags:
+            warnings.warn(f"Impact of {concept!r}: {', '.join(concept_flags)} (see the flags column of the table "
+                          "and tada.localization.impact.impact_flags)", stacklevel=2)
     return LayerImpact(pd.DataFrame(out))

@@ -8,14 +8,26 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def impact_heatmap(matrix: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
-    """concept x layer Impact (eq. 9) as a heatmap PNG."""
+def impact_heatmap(matrix: pd.DataFrame, path: str | Path, title: str | None = None,
+                   flagged: pd.DataFrame | None = None) -> Path:
+    """concept x layer Impact (eq. 9) as a heatmap PNG; cells of `flagged` (same shape, bool) that are True
+    carry a "!" (their Impact means little, see the table's flags), undefined cells a "n/a"."""
     path = _folder_for(path)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * matrix.shape[1] + 2), 0.5 * matrix.shape[0] + 1.6))
-    im = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap="viridis")
+    values = matrix.to_numpy(dtype=float)
+    im = ax.imshow(values, aspect="auto", cmap="viridis")
+    marks = flagged.reindex(index=matrix.index, columns=matrix.columns).fillna(False).to_numpy(bool) \
+        if flagged is not None else None
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if not np.isfinite(values[i, j]):
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="gray")
+            elif marks is not None and marks[i, j]:
+                ax.text(j, i, "!", ha="center", va="center", fontsize=9, color="red", fontweight="bold")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns])
     ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
     ax.set_xlabel("cross-attention layer")
