@@ -69,3 +69,16 @@ def test_sae_of_the_wrong_width_is_refused(model):
         mean_features(model, sae, 0, ["a song"])
     with pytest.raises(TadaError, match="is not a site"):
         mean_features(model, sae, 99, ["a song"])
+
+
+def test_an_sae_records_its_source_and_is_refused_at_another_site(model, store, tmp_path):
+    sae = train_sae(store, SaeConfig(d_in=store.d, expansion_factor=2, k=4), epochs=1, batch_size=32,
+                    progress=False).sae
+    assert sae.cfg.source == {"model": model.name, "site": 2, "site_name": model.sites[2].name,
+                              "width": model.sites[2].dim}
+    sae.save(tmp_path / "sae")
+    loaded = TopKSAE.load(tmp_path / "sae")
+    assert loaded.cfg.source == sae.cfg.source
+    mean_features(model, loaded, 2, ["a song"], steps=2)  # the site it was trained on
+    with pytest.raises(TadaError, match=r"trained on 'tiny-stable-audio' site 2 .*got 'tiny-stable-audio' site 0"):
+        mean_features(model, loaded, 0, ["a song"], steps=2)  # same width, another site

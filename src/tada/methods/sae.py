@@ -26,6 +26,17 @@ from tada.sae import (
 from tada.sae.store import ActivationReader, ActivationWriter
 
 
+def check_sae_source(sae: TopKSAE, model: AudioModel, site: int) -> None:
+    """Refuse an SAE trained on another model's or another site's activations (as its cfg.json records)."""
+    src = sae.cfg.source
+    if not src:
+        return
+    here = {"model": model.name, "site_name": model.sites[site].name}
+    if any(k in src and src[k] != v for k, v in here.items()):
+        raise TadaError(f"this SAE was trained on {src.get('model')!r} site {src.get('site')} "
+                        f"({src.get('site_name')}); got {model.name!r} site {site} ({model.sites[site].name})")
+
+
 def _site_rows(model: AudioModel, site: int, prompts: list[str], seeds: list[int], steps: int | None):
     """Per prompt, the conditional-row outputs at the site's frame positions over all steps: (steps*T, d)."""
     cap = Capture(sites=[site], copy="cond", reduce=None, per_step=True)
@@ -68,6 +79,7 @@ def mean_features(model: AudioModel, sae: TopKSAE, site: int, prompts: Sequence[
     generations of `prompts` (each with every seed). Streams; nothing is kept but the sums."""
     prompts = check_prompts(prompts)
     site = resolve_site(model.sites, site, model.name)
+    check_sae_source(sae, model, site)
     if sae.cfg.d_in != model.sites[site].dim:
         raise TadaError(f"the SAE reads width {sae.cfg.d_in}; site {site} of {model.name} has width {model.sites[site].dim}")
     jobs = [(p, s) for p in prompts for s in seeds]

@@ -68,6 +68,10 @@ class SaeConfig:
     high_freq_threshold: float = 0.1
     """A latent is high-frequency when it fires on more than this fraction of an epoch's rows."""
 
+    source: dict | None = None
+    """Where the training activations came from (model, site, site_name, width), from the activation store's
+    manifest; an SAE is refused at any other model or site."""
+
     def __post_init__(self):
         positive_int("d_in", self.d_in)
         positive_int("expansion_factor", self.expansion_factor)
@@ -90,7 +94,8 @@ class SaeConfig:
         return {"activation": "topk", "expansion_factor": self.expansion_factor, "normalize_decoder": True,
                 "num_latents": self.num_latents, "k": self.k, "multi_topk": False, "skip_connection": False,
                 "transcode": False, "auxk_alpha": self.auxk_alpha, "dead_tokens": self.dead_tokens,
-                "high_freq_threshold": self.high_freq_threshold, "d_in": self.d_in}
+                "high_freq_threshold": self.high_freq_threshold, "d_in": self.d_in,
+                **({"source": self.source} if self.source else {})}
 
     @classmethod
     def from_json(cls, payload: dict) -> "SaeConfig":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,6 +27,15 @@ from tada.sae.model import (
     positive_int,
 )
 from tada.sae.store import ActivationReader
+
+
+def store_source(reader: ActivationReader) -> dict | None:
+    """Model, site and width of an activation store made by ``tada.methods.sae.collect`` (from its manifest)."""
+    manifest = Path(reader.folder) / "manifest.json"
+    if not manifest.exists():
+        return None
+    settings = json.loads(manifest.read_text())
+    return {k: settings[k] for k in ("model", "site", "site_name", "width") if k in settings} or None
 
 
 class TrainResult(NamedTuple):
@@ -64,6 +75,8 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
     ``cfg.json``) with ``history.csv``.
     """
     rows = check_data(data, cfg.d_in)
+    if cfg.source is None and isinstance(data, ActivationReader):
+        cfg = replace(cfg, source=store_source(data))
     positive_int("epochs", epochs)
     positive_int("batch_size", batch_size)
     positive_int("checkpoint_every", checkpoint_every)
