@@ -115,3 +115,20 @@ def test_bad_steering_input(model):
         fit(model, PAIRS, sites=[len(model.sites)])
     with pytest.raises(ValueError, match="empty"):
         fit(model, [], sites=[0])
+
+
+def test_strengths_in_frame_norm_units():
+    model = tada.load("tiny-stable-audio")
+    vec = fit(model, PAIRS, sites=[1], steps=2)
+    cap = Capture(sites=[1], reduce=None, per_step=True)
+    model.generate([PAIRS[0][0]], [0], steps=2, interventions=[cap])
+    by_hand = torch.stack(cap.result[1])[:, :, cap.frames[1]].norm(dim=-1).median()
+    assert vec.meta["frame_norm"] == pytest.approx(float(by_hand), rel=1e-6)
+    norm = model.generate(["a song"], [0], steps=2, steer=[vec.at(1.5, units="norm")]).waveform
+    raw = model.generate(["a song"], [0], steps=2, steer=[vec.at(1.5 * vec.meta["frame_norm"])]).waveform
+    assert torch.equal(norm, raw)
+    bare = SteeringVector(vec.vectors, vec.site_names, meta={"model": model.name})
+    with pytest.raises(TadaError, match="records no frame norm"):
+        bare.at(1.0, units="norm")
+    with pytest.raises(TadaError, match="units must be 'raw' or 'norm'"):
+        vec.at(1.0, units="sigma")

@@ -37,7 +37,7 @@ def test_table_runs_end_to_end_and_resumes(tmp_path):
     scorer = load_scorer("clap-tiny")
     sae_vec = SteeringVector({1: torch.randn(model.sites[1].dim)}, {1: model.sites[1].name}, renorm=False,
                              meta={"model": model.name, "method": "sae"})
-    settings = EvalSettings(alphas=[-8.0, 8.0], n_prompts=2, caa_pairs=2, steps=3)
+    settings = EvalSettings(alphas=[-8.0, 8.0], units="raw", n_prompts=2, caa_pairs=2, steps=3)
     table = steering_table(model, ["tempo"], [1], tmp_path, scorers={"clap": scorer}, settings=settings,
                            lpaps=LPAPS.random(0), sae_vectors={"tempo": sae_vec})
     assert list(table.config) == ["layers {1}", "all layers", "all but {1}", "SAE(1)"]

@@ -17,6 +17,7 @@ console = Console(highlight=False)
 MODEL = typer.Option("toy", "--model", "-m", help="toy (default, offline), tiny-*, a checkpoint alias or hub id")
 CONCEPTS = typer.Option(None, "--concepts", help="your own concepts (YAML/JSON), merged with the shipped catalogue")
 OVERWRITE = typer.Option(False, "--overwrite", help="start clean when OUT holds a run with other settings")
+UNITS = typer.Option("norm", "--units", help="alphas as multiples of the sites' frame norm (norm) or raw (raw)")
 
 
 def say(text: str) -> None:
@@ -31,6 +32,12 @@ def ints(spec: str | None, option: str = "--layers") -> list[int] | None:
         return [int(x) for x in spec.split(",") if x.strip()]
     except ValueError as err:
         raise TadaError(f"{option} expects comma-separated integers, e.g. 6,7; got {spec!r}") from err
+
+
+def check_units(units: str) -> str:
+    if units not in ("norm", "raw"):
+        raise TadaError(f"--units must be norm or raw; got {units!r}")
+    return units
 
 
 def seeds(n: int) -> list[int]:

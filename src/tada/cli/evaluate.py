@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, ints, say
+from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, check_units, ints, say
 
 
 @app.command()
@@ -47,7 +47,9 @@ def evaluate(
     fad_embedding: Optional[str] = typer.Option(
         None, help="FAD's embedding: vggish, or a scorer name (default: the first scorer; vggish with --paper)"),
     aesthetics: bool = typer.Option(False, help="Audiobox Aesthetics CE, CU, PC, PQ (optional extra)"),
-    alphas: str = typer.Option("-100:100:10"),
+    alphas: Optional[str] = typer.Option(None, help="in --units (default -2:2:0.5 in norm units; with --paper the "
+                                                    "paper's raw -100:100:10)"),
+    units: Optional[str] = typer.Option(None, "--units", help="norm (default) or raw (default with --paper)"),
     prompts: int = typer.Option(4, help="evaluation prompts (paper: 100)"),
     steps: Optional[int] = typer.Option(None),
     paper: bool = typer.Option(
@@ -70,7 +72,10 @@ def evaluate(
     from tada.runs import check_output_dir
 
     cat = catalogue(concepts, concept)
-    functional, grid = ints(layers), parse_alphas(alphas)
+    functional = ints(layers)
+    grid = parse_alphas(alphas) if alphas is not None else None
+    if units is not None:
+        check_units(units)
     for name in scorer:
         check_scorer_name(name)
     check_output_dir(out)
@@ -86,7 +91,10 @@ def evaluate(
     if paper and fad_embedding is None and offline_scorer_name(m) is None:  # the paper's FAD (Kilgour et al.)
         fad_embedding = "vggish"
     settings = EvalSettings.paper() if paper else EvalSettings(n_prompts=prompts, steps=steps)
-    settings.alphas = grid
+    if grid is not None:
+        settings.alphas = grid
+    if units is not None:
+        settings.units = units
     lp = None
     if lpaps is not None:
         from tada.evaluation.lpaps import LPAPS

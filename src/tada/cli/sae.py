@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, ints, say
+from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, UNITS, app, catalogue, ints, say
 from tada.cli.app import seeds as seed_range
 from tada.cli.steer import check_vector_out, steer
 
@@ -104,11 +104,12 @@ def sae_steer(
     vector: Path = typer.Option(..., "--vector", "-v"),
     model: str = MODEL,
     prompt: list[str] = typer.Option(["a jazz piece"], "--prompt", "-p"),
-    alphas: str = typer.Option("-100:100:10"),
+    alphas: str = typer.Option("-2:2:0.5", help="start:stop:step or a comma list, in --units"),
     seeds: int = typer.Option(1),
     steps: Optional[int] = typer.Option(None),
     out: Path = typer.Option(Path("runs/sae/steer")),
     overwrite: bool = OVERWRITE,
+    units: str = UNITS,
 ):
     """Alpha sweep with an SAE vector (added without ReNorm, eq. 8)."""
-    steer([vector], model, prompt, alphas, seeds, steps, out, overwrite)
+    steer([vector], model, prompt, alphas, seeds, steps, out, overwrite, units)

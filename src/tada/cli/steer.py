@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, ints, say
+from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, UNITS, app, catalogue, check_units, ints, say
 from tada.cli.app import seeds as seed_range
 from tada.errors import TadaError
 
@@ -55,11 +55,12 @@ def steer(
     vector: list[Path] = typer.Option(..., "--vector", "-v", help="saved steering vector(s); several compose"),
     model: str = MODEL,
     prompt: list[str] = typer.Option(["a jazz piece"], "--prompt", "-p", help="prompt(s) to steer"),
-    alphas: str = typer.Option("-100:100:10", help="start:stop:step or a comma list"),
+    alphas: str = typer.Option("-2:2:0.5", help="start:stop:step or a comma list, in --units"),
     seeds: int = typer.Option(1),
     steps: Optional[int] = typer.Option(None),
     out: Path = typer.Option(Path("runs/steer")),
     overwrite: bool = OVERWRITE,
+    units: str = UNITS,
 ):
     """Alpha sweep: one WAV per prompt, seed and alpha (resumable)."""
     import tada
@@ -69,13 +70,16 @@ def steer(
     from tada.runs import check_output_dir
 
     grid, seed_list = parse_alphas(alphas), seed_range(seeds)
+    check_units(units)
     check_prompts(prompt)
     check_output_dir(out)
     vecs = [SteeringVector.load(v) for v in vector]
+    for v in vecs:
+        v.strength(1.0, units)  # a vector without a measured frame norm is refused before the model loads
     m = tada.load(model)
     for v in vecs:
         v.check_model(m)
-    index = alpha_sweep(m, vecs, prompt, grid, out, seeds=seed_list, steps=steps, overwrite=overwrite)
+    index = alpha_sweep(m, vecs, prompt, grid, out, seeds=seed_list, steps=steps, overwrite=overwrite, units=units)
     failed = int((index.status != "ok").sum())
     say(f"wrote {len(index) - failed} files under {out}/audio and {out}/index.csv"
         + (f"; {failed} cells went non-finite (see index.csv)" if failed else ""))

@@ -12,7 +12,7 @@ import pandas as pd
 from tada.audio import Audio
 from tada.engine import Copy
 from tada.errors import NonFiniteAudioError, TadaError
-from tada.methods.vector import SteeringVector
+from tada.methods.vector import SteeringVector, Units
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
 from tada.runs import RunFolder, content_hash
@@ -47,13 +47,13 @@ def parse_alphas(spec: str | Sequence[float]) -> list[float]:
 
 
 def sweep_settings(model: AudioModel, vectors: Sequence[SteeringVector], steps: int | None, guidance: float | None,
-                   duration: float | None, batch_size: int, copy: Copy, window) -> dict:
+                   duration: float | None, batch_size: int, copy: Copy, window, units: Units) -> dict:
     """What shapes every file of a sweep (the run folder's manifest); prompts, seeds and alphas key each file."""
     return {"model": model.name, "vectors": [v.content_hash() for v in vectors],
             "vector_meta": [v.meta for v in vectors], "steps": steps or model.default_steps,
             "guidance": guidance if guidance is not None else model.default_guidance,
             "duration": duration if duration is not None else model.default_duration,
-            "batch_size": batch_size, "copy": copy, "window": list(window) if window else None}
+            "batch_size": batch_size, "copy": copy, "window": list(window) if window else None, "units": units}
 
 
 def wav_name(prompt_index: int, seed: int, alpha: float, key: str) -> str:
@@ -65,10 +65,11 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
                 alphas: Sequence[float], out: str | Path, seeds: Sequence[int] = (0,), steps: int | None = None,
                 guidance: float | None = None, batch_size: int = 8, copy: Copy = "cond",
                 window: tuple[float, float] | None = None, duration: float | None = None,
-                overwrite: bool = False) -> pd.DataFrame:
+                overwrite: bool = False, units: Units = "raw") -> pd.DataFrame:
     """Generate every (prompt, seed) at every alpha, all vectors at the same alpha, into ``out/audio``.
 
-    The same seed is used at every alpha, so alpha = 0 is the unsteered reference of each row. ``out`` is a
+    alphas are in `units` ("raw", or "norm": multiples of each vector's measured frame norm, see
+    :meth:`SteeringVector.at`). The same seed is used at every alpha, so alpha = 0 is the unsteered reference of each row. ``out`` is a
     :class:`~tada.runs.RunFolder`: a file is reused only when it was made with these settings for the same
     prompt, seed and alpha (a killed sweep resumes; a rerun with other settings refuses, or starts clean with
     `overwrite`). A batch whose audio goes non-finite is retried one generation at a time, and a generation
@@ -83,7 +84,7 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
     for v in vectors:
         v.check_model(model)
     run = RunFolder(out, "alpha-sweep",
-                    sweep_settings(model, vectors, steps, guidance, duration, batch_size, copy, window),
+                    sweep_settings(model, vectors, steps, guidance, duration, batch_size, copy, window, units),
                     overwrite=overwrite)
     jobs = [(i, p, s, float(a)) for a in alphas for i, p in enumerate(prompts) for s in seeds]
     keys = [content_hash("alpha-sweep", p, s, a) for _, p, s, a in jobs]
@@ -94,7 +95,7 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
         for j, k in todo:
             by_alpha.setdefault(j[3], []).append((j, k))
         for alpha, group in by_alpha.items():
-            steer = [v.at(alpha, copy=copy, window=window) for v in vectors] if alpha != 0 else []
+            steer = [v.at(alpha, copy=copy, window=window, units=units) for v in vectors] if alpha != 0 else []
             for start in range(0, len(group), batch_size):
                 chunk = group[start:start + batch_size]
                 for record in _generate_cells(model, chunk, steer, steps, guidance, duration, run):

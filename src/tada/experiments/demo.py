@@ -13,22 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
+from tada.methods.vector import frame_norm
 from tada.runs import RunFolder, check_output_dir, content_hash
 
 DEMO_PROMPTS = ["a calm piano melody", "an energetic techno track with drums", "a jazz tune with a trumpet"]
-
-
-def typical_frame_norm(model, sites: Sequence[int], prompts: Sequence[str], steps: int | None = None) -> float:
-    """Median L2 norm of a frame of the sites' outputs: the natural unit of alpha (eq. 3 keeps it)."""
-    from tada.engine import Capture
-
-    cap = Capture(sites=list(sites), reduce=None, per_step=True)
-    model.generate(list(prompts), list(range(len(prompts))), steps=steps, interventions=[cap])
-    norms = [torch.stack(v)[:, :, cap.frames[s]].norm(dim=-1).flatten() for s, v in cap.result.items()]
-    return float(torch.cat(norms).median())
 
 
 def run_demo(out: str | Path = "tada-demo", model=None, concepts: Sequence[str] = ("tempo", "mood"),
@@ -66,7 +56,7 @@ def run_demo(out: str | Path = "tada-demo", model=None, concepts: Sequence[str] 
         vec = run.load_or_fit(Path("vectors") / f"{concept}.safetensors",
                               lambda: fit(model, chosen[concept], layers, seeds=1, steps=steps, n_pairs=caa_pairs),
                               lambda path: SteeringVector.load(path, model=model))
-        unit = typical_frame_norm(model, vec.sites, prompts[:1], steps)
+        unit = frame_norm(model, vec.sites, prompts[:1], steps)
         alphas = [round(a * unit, 3) for a in alpha_units]
         folder = out / "steer" / concept
         alpha_sweep(model, vec, prompts, alphas, folder, seeds=[0], steps=steps)

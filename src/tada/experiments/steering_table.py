@@ -18,7 +18,7 @@ from tada.evaluation.metrics import delta_alignment, preservation, smoothness
 from tada.evaluation.registry import load_embedder
 from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
 from tada.methods.caa import fit
-from tada.methods.vector import SteeringVector
+from tada.methods.vector import SteeringVector, Units
 from tada.models.base import AudioModel
 from tada.runs import RunFolder, check_output_dir, content_hash
 
@@ -27,7 +27,8 @@ from tada.runs import RunFolder, check_output_dir, content_hash
 class EvalSettings:
     """Sizes of one evaluation run. The defaults suit a laptop CPU; :meth:`paper` gives sec. 4.2's."""
 
-    alphas: list[float] = field(default_factory=lambda: [float(a) for a in range(-100, 101, 10)])
+    alphas: list[float] = field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
+    units: Units = "norm"  # alphas as multiples of each vector's frame norm; the paper's are raw
     n_prompts: int = 4
     seeds: list[int] = field(default_factory=lambda: [0])
     steps: int | None = None
@@ -37,7 +38,8 @@ class EvalSettings:
 
     @classmethod
     def paper(cls) -> "EvalSettings":
-        return cls(n_prompts=100, steps=60, caa_pairs=None)
+        return cls(alphas=[float(a) for a in range(-100, 101, 10)], units="raw", n_prompts=100, steps=60,
+                   caa_pairs=None)
 
 
 def configurations(sites: Sequence[Site], functional: Sequence[int]) -> dict[str, list[int]]:
@@ -127,7 +129,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     run = RunFolder(out, "steering-table", {
         "model": model.name, "concepts": list(concepts), "configurations": layer_sets,
         "concept_definitions": content_hash([repr(c) for c in chosen.values()]),
-        "alphas": settings.alphas, "prompts": content_hash(prompts), "seeds": settings.seeds,
+        "alphas": settings.alphas, "units": settings.units, "prompts": content_hash(prompts), "seeds": settings.seeds,
         "steps": settings.steps or model.default_steps, "caa_pairs": settings.caa_pairs,
         "caa_seeds": settings.caa_seeds, "batch_size": settings.batch_size, "scorers": list(scorers),
         "sae_vectors": {k: v.content_hash() for k, v in (sae_vectors or {}).items()},
@@ -150,7 +152,8 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
         for label, vec in vectors.items():
             folder = out / concept / _slug(label)
             alpha_sweep(model, vec, prompts, settings.alphas, folder, seeds=settings.seeds,
-                        steps=settings.steps, batch_size=settings.batch_size, overwrite=overwrite)
+                        steps=settings.steps, batch_size=settings.batch_size, overwrite=overwrite,
+                        units=settings.units)
             index, audio = load_sweep(folder)
             row, per_file = sweep_metrics(index, audio, c.queries.positive, scorers, lpaps, fad_embed, aesthetics)
             rows.append({"concept": concept, "config": label, "sites": ",".join(map(str, vec.sites)), **row})

@@ -9,7 +9,7 @@ import torch
 
 from tada.engine import Capture, resolve_sites
 from tada.errors import TadaError
-from tada.methods.vector import SteeringVector
+from tada.methods.vector import SteeringVector, frame_norm
 from tada.models.base import AudioModel, seed_list
 from tada.progress import progress_bar
 
@@ -103,4 +103,5 @@ def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: 
         vectors[s] = caa_direction(torch.cat(h_pos), torch.cat(h_neg))
     meta = {"model": model.name, "method": "caa", "concept": concept, "pairs": [list(p) for p in pairs],
             "seeds": seeds, "steps": steps or model.default_steps, "per_step": per_step}
+    meta["frame_norm"] = frame_norm(model, sites, pos[:1], steps)
     return SteeringVector(vectors, {s: model.sites[s].name for s in sites}, renorm=True, meta=meta)

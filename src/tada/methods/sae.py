@@ -12,7 +12,7 @@ import torch
 
 from tada.engine import Capture, resolve_site
 from tada.errors import TadaError
-from tada.methods.vector import SteeringVector
+from tada.methods.vector import SteeringVector, frame_norm
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
 from tada.runs import RunFolder, content_hash
@@ -117,5 +117,6 @@ def sae_vector(model: AudioModel, sae: TopKSAE, site: int, concept_or_pairs, tau
     table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     meta = {"model": model.name, "method": "sae", "concept": concept, "tau": tau, "features": chosen.tolist(),
             "pairs": [list(p) for p in pairs], "seeds": seeds, "steps": steps or model.default_steps}
+    meta["frame_norm"] = frame_norm(model, [site], [pairs[0][0]], steps)
     vec = SteeringVector({site: direction}, {site: model.sites[site].name}, renorm=False, meta=meta)
     return vec, table

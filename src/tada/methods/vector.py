@@ -10,11 +10,25 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from tada.engine import AddVector, Copy
+from tada.engine import AddVector, Capture, Copy
 from tada.errors import MissingFileError, TadaError
+
+
+#: how a steering strength is given: as eq. 3 / eq. 8 write it, or in units of the sites' frame norm
+Units = Literal["raw", "norm"]
+
+
+def frame_norm(model, sites: Sequence[int], prompts: Sequence[str], steps: int | None = None) -> float:
+    """Median L2 norm of one frame of the sites' outputs over the generations of `prompts` (seeds 0, 1, ...):
+    the natural unit of a steering strength, since eq. 3 keeps each frame's norm."""
+    cap = Capture(sites=list(sites), reduce=None, per_step=True)
+    model.generate(list(prompts), list(range(len(prompts))), steps=steps, interventions=[cap])
+    norms = [torch.stack(v)[:, :, cap.frames[s]].norm(dim=-1).flatten() for s, v in cap.result.items()]
+    return float(torch.cat(norms).median())
 
 
 def vector_path(path: str | Path) -> Path:
@@ -60,9 +74,25 @@ class SteeringVector:
         return content_hash(self.renorm, {str(k): v for k, v in sorted(self.site_names.items())}, *tensors)
 
     def at(self, alpha: float | Sequence[float], copy: Copy = "cond", window: tuple[float, float] | None = None,
-           samples: Sequence[int] | None = None) -> "Steer":
-        """This vector at strength `alpha` (one number, or one per prompt of the batch)."""
-        return Steer(self, alpha, copy, window, samples)
+           samples: Sequence[int] | None = None, units: Units = "raw") -> "Steer":
+        """This vector at strength `alpha` (one number, or one per prompt of the batch).
+
+        units: "raw" (alpha as eq. 3 and 8 write it) or "norm": alpha in units of the median frame norm of
+        the sites' outputs, measured when the vector was fit (``meta["frame_norm"]``), so that alpha = 1
+        means the same on every model."""
+        return Steer(self, self.strength(alpha, units), copy, window, samples)
+
+    def strength(self, alpha: float | Sequence[float], units: Units = "raw"):
+        """`alpha` given in `units` as a raw strength (see :meth:`at`)."""
+        if units == "raw":
+            return alpha
+        if units != "norm":
+            raise TadaError(f"units must be 'raw' or 'norm'; got {units!r}")
+        unit = self.meta.get("frame_norm")
+        if not unit:
+            raise TadaError("this vector records no frame norm (it was saved by an older tada or built by hand): "
+                            "refit it, or give raw strengths (units='raw', --units raw)")
+        return [a * unit for a in alpha] if isinstance(alpha, (list, tuple)) else alpha * unit
 
     def check_model(self, model) -> None:
         for idx, name in self.site_names.items():
