@@ -15,3 +15,13 @@ class MissingFileError(TadaError, FileNotFoundError):
 
 class NonFiniteAudioError(TadaError):
     """A generation went non-finite (NaN or inf), usually under too strong steering; no file is written."""
+
+
+def check_file(path, what: str = "file"):
+    """`path` as a `Path` if it is an existing file, else a :class:`MissingFileError` naming it."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
+    return path

@@ -16,7 +16,7 @@ def demo(
     model: str = MODEL,
     concept: list[str] = typer.Option(["tempo", "mood"], "--concept", "-c"),
     concepts: Optional[Path] = CONCEPTS,
-    pairs: int = typer.Option(3, help="counterfactual pairs per concept for localization"),
+    pairs: int = typer.Option(3, min=1, help="counterfactual pairs per concept for localization"),
     prompt: list[str] = typer.Option([], "--prompt", "-p", help="prompts to steer (three defaults if omitted)"),
     steps: Optional[int] = typer.Option(None),
     overwrite: bool = OVERWRITE,
@@ -50,7 +50,7 @@ def evaluate(
     alphas: Optional[str] = typer.Option(None, help="in --units (default -2:2:0.5 in norm units; with --paper the "
                                                     "paper's raw -100:100:10)"),
     units: Optional[str] = typer.Option(None, "--units", help="norm (default) or raw (default with --paper)"),
-    prompts: int = typer.Option(4, help="evaluation prompts (paper: 100)"),
+    prompts: int = typer.Option(4, min=1, help="evaluation prompts (paper: 100)"),
     steps: Optional[int] = typer.Option(None),
     paper: bool = typer.Option(
         False, help="the paper's settings: 100 prompts, 60 steps, all contrastive pairs, CLAP and MuQ scorers, "

@@ -14,13 +14,13 @@ from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, say
 def localize(
     model: str = MODEL,
     concept: list[str] = typer.Option(["tempo"], "--concept", "-c", help="catalogue concept(s); repeat for several"),
-    pairs: int = typer.Option(8, help="counterfactual pairs per concept"),
+    pairs: int = typer.Option(8, min=1, help="counterfactual pairs per concept"),
     seeds: int = typer.Option(2, help="seeds per pair"),
     steps: Optional[int] = typer.Option(None, help="denoising steps (model default if omitted)"),
     captions: Optional[Path] = typer.Option(None, help="CSV with a 'caption' column (the shipped corpus if omitted)"),
     concepts: Optional[Path] = CONCEPTS,
     scorer: Optional[str] = typer.Option(None, help="clap, clap-tiny, muq, toy (default: toy for the toy model, else clap)"),
-    max_batch: int = typer.Option(16, help="rows per denoiser batch"),
+    max_batch: int = typer.Option(16, min=1, help="rows per denoiser batch"),
     out: Path = typer.Option(Path("runs/localize"), help="run folder (resumes if it exists)"),
     overwrite: bool = OVERWRITE,
 ):
@@ -62,7 +62,7 @@ def pairs(
     concept: str = typer.Option(..., "--concept", "-c"),
     captions: Optional[Path] = typer.Option(None, help="CSV with a 'caption' column"),
     concepts: Optional[Path] = CONCEPTS,
-    n: Optional[int] = typer.Option(None, "-n", help="at most this many pairs"),
+    n: Optional[int] = typer.Option(None, "-n", min=1, help="at most this many pairs"),
     out: Path = typer.Option(Path("pairs.csv")),
 ):
     """Build counterfactual pairs (P_c, P_c~) from a caption corpus and report what was dropped."""

@@ -18,7 +18,7 @@ def check_vector_out(out: Path) -> Path:
     from tada.runs import check_output_dir
 
     path = vector_path(out)
-    if path.is_dir():
+    if Path(out).is_dir() or path.is_dir():
         raise TadaError(f"--out {out} is a folder; name the vector's file, e.g. {out}/tempo.safetensors")
     check_output_dir(path.parent)
     return path
@@ -30,7 +30,7 @@ def caa(
     concept: str = typer.Option(..., "--concept", "-c", help="catalogue concept"),
     concepts: Optional[Path] = CONCEPTS,
     layers: str = typer.Option(..., help="site indices, e.g. 6,7"),
-    pairs: Optional[int] = typer.Option(None, help="number of contrastive pairs (all if omitted)"),
+    pairs: Optional[int] = typer.Option(None, min=1, help="number of contrastive pairs (all if omitted)"),
     seeds: int = typer.Option(1, help="seeds per pair"),
     steps: Optional[int] = typer.Option(None),
     per_step: bool = typer.Option(False, help="one direction per denoising step"),

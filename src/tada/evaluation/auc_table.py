@@ -44,6 +44,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from tada.errors import TadaError, check_file
+
 # Table rows: label and cell name, in the published order.
 METHODS: tuple[tuple[str, str], ...] = (
     ("PCI", "pci_all"),
@@ -89,12 +91,12 @@ COLUMNS = {
 
 def read_results(path: str | Path) -> pd.DataFrame:
     """Per-alpha results in the published layout; `axis` may be missing (then every row is axis "lpaps")."""
-    df = pd.read_csv(path)
+    df = pd.read_csv(check_file(path, "results file"))
     if "axis" not in df.columns:
         df["axis"] = "lpaps"
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected {', '.join(RESULT_COLUMNS)}")
+        raise TadaError(f"{path}: missing columns {missing}; expected {', '.join(RESULT_COLUMNS)}")
     df["cell"] = df["cell"].astype(str)
     df["concept"] = df["concept"].astype(str)
     return df
@@ -102,10 +104,10 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 def read_quality(path: str | Path) -> pd.DataFrame:
     """Per-alpha Audiobox Aesthetics means: cell, concept, alpha and the four scores (long or short names)."""
-    df = pd.read_csv(path).rename(columns=QUALITY_SCORES)
+    df = pd.read_csv(check_file(path, "quality file")).rename(columns=QUALITY_SCORES)
     missing = [c for c in ("cell", "concept", "alpha", *QUALITY_SCORES.values()) if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+        raise TadaError(f"{path}: missing columns {missing}")
     df["cell"] = df["cell"].astype(str)
     df["concept"] = df["concept"].astype(str)
     return df
@@ -117,7 +119,7 @@ def read_quality(path: str | Path) -> pd.DataFrame:
 def side_points(df: pd.DataFrame, side: str) -> pd.DataFrame:
     """Rows of one side (alpha >= 0 for "pos", <= 0 for "neg"), ordered by increasing |alpha|."""
     if side not in SIDES:
-        raise ValueError(f"side must be 'pos' or 'neg'; got {side!r}")
+        raise TadaError(f"side must be 'pos' or 'neg'; got {side!r}")
     rows = df[df["alpha"] >= 0] if side == "pos" else df[df["alpha"] <= 0]
     order = np.argsort(rows["alpha"].abs().to_numpy(), kind="stable")
     return rows.iloc[order].reset_index(drop=True)
@@ -252,7 +254,7 @@ def cutoffs(results: pd.DataFrame, concept: str, cells: Sequence[str] = CUTOFF_C
     """{"pos": ..., "neg": ...}: per side, the smallest over `cells` of the largest distance on that side."""
     rows = results[(results["concept"] == concept) & results["cell"].isin(list(cells))]
     if rows.empty:
-        raise ValueError(f"concept {concept!r} has no rows of the cutoff cells {list(cells)}; the cutoff needs at "
+        raise TadaError(f"concept {concept!r} has no rows of the cutoff cells {list(cells)}; the cutoff needs at "
                          "least one of them (choose others with cutoff_cells / --cutoff-cells)")
     out = {}
     for side in SIDES:
@@ -280,7 +282,7 @@ def concept_table(results: pd.DataFrame, concept: str, quality: pd.DataFrame | N
     for cell in _cell_order(mine["cell"].unique()):
         curve = mine[mine["cell"] == cell]
         if curve["alpha"].duplicated().any():
-            raise ValueError(f"concept {concept!r}, cell {cell!r}: alphas repeat; give one row per alpha and axis")
+            raise TadaError(f"concept {concept!r}, cell {cell!r}: alphas repeat; give one row per alpha and axis")
         row, per_side = {}, {}
         for name in ALIGNMENTS:
             aucs, smooth = [], []
@@ -311,12 +313,12 @@ def benchmark_tables(results: pd.DataFrame, quality: pd.DataFrame | None = None,
     rows = results[results["axis"] == axis] if "axis" in results.columns else results
     if rows.empty:
         known = sorted(results["axis"].unique()) if "axis" in results.columns else []
-        raise ValueError(f"no results for axis {axis!r}; the file has axes {known}")
+        raise TadaError(f"no results for axis {axis!r}; the file has axes {known}")
     names = list(concepts) if concepts is not None else list(dict.fromkeys(rows["concept"]))
     tables = BenchmarkTables(axis=axis)
     for concept in names:
         if not (rows["concept"] == concept).any():
-            raise ValueError(f"no results for concept {concept!r} on axis {axis!r}")
+            raise TadaError(f"no results for concept {concept!r} on axis {axis!r}")
         result = concept_table(rows, concept, quality, cutoff_cells, n_quality_points)
         tables.concepts[concept], tables.cutoffs[concept] = result.table, result.cutoffs
         tables.quality_scores[concept], tables.sides[concept] = result.quality_scores, result.sides

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from tada.audio import Audio
+from tada.errors import TadaError
 from tada.evaluation.scorers.clap import DEFAULT_CHECKPOINT, ClapScorer, window_starts
 
 EPS = 1e-10
@@ -54,14 +55,14 @@ class ClapLPAPS:
 
     def __init__(self, scorer: ClapScorer, batch_size: int | None = None, windowing: str = "fixed"):
         if not isinstance(scorer, ClapScorer):
-            raise TypeError(f"scorer must be a ClapScorer; got {type(scorer).__name__}")
+            raise TadaError(f"scorer must be a ClapScorer; got {type(scorer).__name__}")
         if windowing not in WINDOWINGS:
-            raise ValueError(f"windowing must be one of {WINDOWINGS}; got {windowing!r}")
+            raise TadaError(f"windowing must be one of {WINDOWINGS}; got {windowing!r}")
         self.scorer = scorer
         self.windowing = windowing
         self.batch_size = int(batch_size or scorer.batch_size)
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+            raise TadaError(f"batch_size must be >= 1; got {batch_size}")
         self.encoder = scorer.model.audio_model.audio_encoder
         self.n_stages = len(self.encoder.layers)
 
@@ -89,9 +90,9 @@ class ClapLPAPS:
         """Matching mono 48 kHz windows of the two inputs and, for each window, the row pair it belongs to."""
         for name, x in (("a", a), ("b", b)):
             if not isinstance(x, Audio):
-                raise TypeError(f"{name} must be an Audio; got {type(x).__name__}")
+                raise TadaError(f"{name} must be an Audio; got {type(x).__name__}")
         if len(a) != len(b):
-            raise ValueError(f"compare row by row: got {len(a)} and {len(b)} rows")
+            raise TadaError(f"compare row by row: got {len(a)} and {len(b)} rows")
         rate, size = self.scorer.sample_rate, self.scorer.window
         wa = a.mono_at(rate, torch.float64).numpy()
         wb = b.mono_at(rate, torch.float64).numpy()

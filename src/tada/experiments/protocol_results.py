@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tada.errors import TadaError
 from tada.evaluation.auc_table import QUALITY_SCORES, RESULT_COLUMNS
 
 QUALITY_COLUMNS = ("cell", "concept", "alpha", *QUALITY_SCORES.values())
@@ -54,7 +55,7 @@ def sweep_results(per_file: pd.DataFrame, *, cell: str, concept: str, distances:
     distances: {alpha: mean preservation distance against alpha = 0}; alpha = 0 is 0 whether given or not.
     """
     if "alpha" not in per_file.columns:
-        raise ValueError(f"per_file needs an 'alpha' column; it has {list(per_file.columns)}")
+        raise TadaError(f"per_file needs an 'alpha' column; it has {list(per_file.columns)}")
     alphas = np.sort(per_file["alpha"].astype(float).unique())
     out = pd.DataFrame({"cell": cell, "concept": concept, "axis": axis, "alpha": alphas})
     dist = {float(a): float(v) for a, v in (distances or {}).items()}
@@ -75,7 +76,7 @@ def quality_results(scores: pd.DataFrame, *, cell: str, concept: str) -> pd.Data
     scores = scores.rename(columns=QUALITY_SCORES)
     missing = [c for c in ("alpha", *QUALITY_SCORES.values()) if c not in scores.columns]
     if missing:
-        raise ValueError(f"scores lack columns {missing}")
+        raise TadaError(f"scores lack columns {missing}")
     means = scores.groupby(scores["alpha"].astype(float))[list(QUALITY_SCORES.values())].mean().reset_index()
     return means.assign(cell=cell, concept=concept)[list(QUALITY_COLUMNS)]
 
@@ -102,7 +103,7 @@ def eval_results(out: str | Path, lpaps, *, alignments: Mapping[str, str] | None
         frames.append(sweep_results(per_file, cell=cell_name(config), concept=concept, alignments=columns,
                                     distances=sweep_distances(index, audio, lpaps), axis=axis))
     if not frames:
-        raise ValueError(f"{out / 'alignment.csv'} has no rows")
+        raise TadaError(f"{out / 'alignment.csv'} has no rows")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -116,7 +117,7 @@ def sweep_distances(index: pd.DataFrame, audio, lpaps) -> dict[float, float]:
     keys = list(zip(index["prompt_index"], index["seed"]))
     reference = {k: i for k, i, a in zip(keys, range(len(index)), index["alpha"]) if a == 0}
     if not reference:
-        raise ValueError("the sweep has no alpha = 0 files to measure preservation against")
+        raise TadaError("the sweep has no alpha = 0 files to measure preservation against")
     out = {}
     for alpha in sorted(set(index["alpha"].astype(float)) - {0.0}):
         rows = [(i, reference[k]) for i, (k, a) in enumerate(zip(keys, index["alpha"])) if a == alpha and k in reference]

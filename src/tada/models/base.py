@@ -39,9 +39,11 @@ def check_prompts(prompts: str | Sequence[str]) -> list[str]:
     prompts = list(prompts)
     if not prompts:
         raise TadaError("the prompt list is empty; pass at least one prompt")
-    for p in prompts:
+    for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise TadaError(f"prompts must be strings; got {type(p).__name__}: {p!r}")
+        if not p.strip():
+            raise TadaError(f"prompt {i} is empty; every prompt needs some text")
     return prompts
 
 
