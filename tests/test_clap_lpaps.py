@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from tada.audio import Audio
+from tada.errors import TadaError
 from tada.evaluation.clap_lpaps import ClapLPAPS
 from tada.evaluation.metrics import preservation
 from tada.evaluation.scorers.clap import ClapScorer
@@ -138,7 +139,7 @@ def test_bad_inputs_are_named(lpaps, reference):
     a, b = reference[0][0]
     with pytest.raises(ValueError, match="row by row"):
         lpaps.distance(Audio.cat([a, a]), b)
-    with pytest.raises(TypeError, match="Audio"):
+    with pytest.raises(TadaError, match="Audio"):
         lpaps.distance(a.waveform, b)
-    with pytest.raises(TypeError, match="ClapScorer"):
+    with pytest.raises(TadaError, match="ClapScorer"):
         ClapLPAPS(lpaps.scorer.model)
