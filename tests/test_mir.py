@@ -72,10 +72,16 @@ def test_weighted_onset_rate_discounts_faint_onsets():
     assert mir.weighted_onset_rate(mixed, SR) < 0.75 * mir.onset_rate(mixed, SR)
 
 
+@pytest.mark.parametrize("profiles", ["kk", "temperley"])
 @pytest.mark.parametrize("root", [60, 62, 67])
-def test_major_minor_score_tells_a_major_from_a_minor_triad(root):
-    assert mir.major_minor_score(chord(root, "major"), SR) > 0.05
-    assert mir.major_minor_score(chord(root, "minor"), SR) < -0.05
+def test_major_minor_score_tells_a_major_from_a_minor_triad(root, profiles):
+    assert mir.major_minor_score(chord(root, "major"), SR, profiles) > 0.05
+    assert mir.major_minor_score(chord(root, "minor"), SR, profiles) < -0.05
+
+
+def test_unknown_key_profiles_are_refused():
+    with pytest.raises(ValueError, match="temperley"):
+        mir.major_minor_score(chord(60, "major"), SR, profiles="bach")
 
 
 def test_key_correlations_find_the_tonic():
