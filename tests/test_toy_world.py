@@ -107,3 +107,14 @@ def test_tempo_shows_in_the_onsets_not_in_the_harmonic_rhythm():
     assert mir.weighted_onset_rate(fast, SR) > 1.5 * mir.weighted_onset_rate(slow, SR)
     # chords change every 0.75-0.86 s in both clips: harmony per second does not tell the tempo
     assert world.chord_seconds(70.0) == pytest.approx(world.chord_seconds(160.0), rel=0.2)
+
+
+def test_the_same_comparison_flags_v1s_coupling():
+    # the mode-alone check above can fail: in v1 a happy clip of the same seed is >= 1.3x brighter
+    from tada.toy import synth
+
+    for seed in range(4):
+        kw = dict(tempo="slow", vocal="instrumental", instruments=("violin", "piano"), genre="techno", bpm=70.0)
+        happy = synth.render(Attributes(mood="happy", **kw), seed)
+        sad = synth.render(Attributes(mood="sad", **kw), seed)
+        assert mir.brightness(happy, SR) > 1.3 * mir.brightness(sad, SR)

@@ -370,11 +370,12 @@ def model(out: Path = OutOpt, steps: int = 5500, seed: int = SeedOpt, batch: int
 def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer folder (default: shipped weights)"),
              n: int = 192, seed: int = 12345, steps: int | None = None, guidance: float | None = None,
              threads: int = 1, out_json: Path | None = None,
-             judges: bool = typer.Option(False, help="also judge by physics (tada.toy.judges)")):
+             judges: bool = typer.Option(False, help="also judge by physics (tada.toy.judges)"),
+             scorer_path: Path | None = typer.Option(None, "--scorer", help="scorer folder (default: --weights)")):
     """Prompt adherence of unsteered generations on `n` fresh full captions, per concept pair."""
     _setup(threads)
     pipe = ToyPipeline.from_pretrained(weights)
-    judge = ToyScorer.from_pretrained(weights)
+    judge = ToyScorer.from_pretrained(scorer_path if scorer_path is not None else weights)
     result = prompt_adherence(pipe, judge, eval_prompts(n, seed), seed=seed, steps=steps, guidance=guidance,
                               judges=judges)
     text = json.dumps({k: round(v, 3) for k, v in result.items()}, indent=1)
