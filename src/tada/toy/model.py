@@ -47,6 +47,8 @@ class MelSpec:
     num_samples: int = NUM_SAMPLES
     mean: list[float] = field(default_factory=lambda: [0.0] * 64)
     std: list[float] = field(default_factory=lambda: [1.0] * 64)
+    #: Griffin-Lim iterations of `griffin_lim` (and so of generated audio)
+    gl_iter: int = 32
 
     def __post_init__(self):
         if len(self.mean) != self.n_mels or len(self.std) != self.n_mels:
@@ -83,17 +85,17 @@ class MelSpec:
         std = torch.tensor(self.std)[:, None]
         return frames * std + mean
 
-    def griffin_lim(self, log_mel: torch.Tensor, n_iter: int = 32, momentum: float = 0.99) -> torch.Tensor:
+    def griffin_lim(self, log_mel: torch.Tensor, n_iter: int | None = None, momentum: float = 0.99) -> torch.Tensor:
         """(B, n_mels, frames) log mel -> (B, num_samples) waveform, fast Griffin-Lim (Perraudin 2013).
 
         Linear magnitude = max(pinv(filterbank) @ (exp(log_mel) - floor), 0); phases start at zero
-        so the result is deterministic.
+        so the result is deterministic. `n_iter` iterations (default: `gl_iter`).
         """
         mel = (log_mel.float().exp() - self.floor).clamp_min(0.0)
         mag = torch.einsum("fm,bmt->bft", self._fb_pinv, mel).clamp_min(0.0)
         angles = torch.ones_like(mag, dtype=torch.complex64)
         previous = torch.zeros_like(angles)
-        for _ in range(n_iter):
+        for _ in range(self.gl_iter if n_iter is None else int(n_iter)):
             wave = torch.istft(mag * angles, self.n_fft, self.hop, window=self._window, length=self.num_samples)
             rebuilt = self._stft(wave)
             accelerated = rebuilt - (momentum / (1 + momentum)) * previous

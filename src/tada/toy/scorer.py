@@ -27,7 +27,7 @@ from tada.audio import Audio
 from tada.errors import MissingFileError, TadaError
 from tada.evaluation.scorers.base import cosine_similarity
 from tada.toy.model import WEIGHTS_DIR, MelSpec
-from tada.toy.synth import INSTRUMENTS, NUM_SAMPLES, SAMPLE_RATE, VOCABULARY
+from tada.toy.synth import INSTRUMENTS, VOCABULARY
 
 SCORER_CONFIG = "scorer_config.json"
 SCORER_WEIGHTS = "scorer.safetensors"
@@ -119,13 +119,14 @@ class ToyScorer:
         (folder / SCORER_CONFIG).write_text(json.dumps(config, indent=1))
 
     def features(self, audio: Audio) -> torch.Tensor:
-        """Normalized log-mel (B, n_mels, frames) of mono, peak-normalized (0.9), 16 kHz, cropped/padded audio."""
+        """Normalized log-mel (B, n_mels, frames) of mono, peak-normalized (0.9), cropped/padded audio (at the mel's rate and length)."""
         if not isinstance(audio, Audio):
             raise TadaError(f"ToyScorer needs an tada.audio.Audio; got {type(audio).__name__}")
-        wave = audio.mono_at(SAMPLE_RATE)
-        wave = wave[:, :NUM_SAMPLES]
-        if wave.shape[1] < NUM_SAMPLES:
-            wave = torch.nn.functional.pad(wave, (0, NUM_SAMPLES - wave.shape[1]))
+        wave = audio.mono_at(self.mel.sample_rate)
+        n = self.mel.num_samples
+        wave = wave[:, :n]
+        if wave.shape[1] < n:
+            wave = torch.nn.functional.pad(wave, (0, n - wave.shape[1]))
         wave = 0.9 * wave / wave.abs().amax(-1, keepdim=True).clamp_min(1e-8)
         return self.mel.normalize(self.mel.log_mel(wave))
 

@@ -1,6 +1,7 @@
 """Reproduce the toy world's shipped weights from seeds: data -> scorer -> model.
 
     python -m tada.toy.train all --out runs/toy --ship src/tada/toy/weights
+    python -m tada.toy.train all --world v2 --out runs/toy-v2      # world v2 (tada.toy.world)
 
 Each stage writes its results as it goes and resumes from them when started again (data: one
 file per chunk of clips; scorer and model: a checkpoint every few hundred steps).
@@ -25,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from tada.errors import MissingFileError
+from tada.errors import MissingFileError, TadaError
 from tada.toy.model import TEXT_DIM, MelSpec, ToyPipeline
 from tada.toy.scorer import (
     ATOMS,
@@ -37,6 +38,7 @@ from tada.toy.scorer import (
     text_atoms,
 )
 from tada.toy.synth import INSTRUMENTS, caption, make_example, sample_attributes
+from tada.toy.worlds import get_world
 
 app = typer.Typer(add_completion=False, help=__doc__)
 CHUNK = 500
@@ -53,7 +55,7 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
 
 
-def _render_chunk(seeds: list[int], mel: MelSpec, with_gl: bool) -> dict:
+def _render_chunk(seeds: list[int], mel: MelSpec, with_gl: bool, make_example=make_example) -> dict:
     waves, targets, captions, attrs_list = [], [], [], []
     for seed in seeds:
         attrs, text, wave = make_example(seed)
@@ -70,11 +72,22 @@ def _render_chunk(seeds: list[int], mel: MelSpec, with_gl: bool) -> dict:
     return out
 
 
-def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0) -> None:
+def world_of(out: Path) -> str:
+    """The toy world a working folder was built for (its data/world.json; v1 when absent)."""
+    marker = out / "data" / "world.json"
+    return json.loads(marker.read_text())["world"] if marker.exists() else "v1"
+
+
+def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: str = "v1") -> None:
     """Render clips into out/data/{train,extra,test}_NNNNNNN.pt chunks (skipping chunks already there)."""
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    mel = MelSpec()
+    marker = folder / "world.json"
+    if any(folder.glob("*.pt")) and world_of(out) != world:
+        raise TadaError(f"{folder} holds clips of world {world_of(out)!r}, not {world!r}; use another --out")
+    marker.write_text(json.dumps({"world": world}))
+    spec = get_world(world)
+    mel = spec.mel_spec()
     jobs = [("train", s, min(s + CHUNK, n_train), (s // CHUNK) % GL_EVERY == 0) for s in range(0, n_train, CHUNK)]
     jobs += [("test", TEST_SEED_OFFSET + s, TEST_SEED_OFFSET + min(s + CHUNK, n_test), True)
              for s in range(0, n_test, CHUNK)]
@@ -85,7 +98,7 @@ def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0) -> None:
         for split, start, stop, with_gl in jobs:
             path = folder / f"{split}_{start:07d}.pt"
             if not path.exists():
-                torch.save(_render_chunk(list(range(start, stop)), mel, with_gl), str(path) + ".tmp")
+                torch.save(_render_chunk(list(range(start, stop)), mel, with_gl, spec.make_example), str(path) + ".tmp")
                 os.replace(str(path) + ".tmp", path)
             progress.advance(task, stop - start)
     stats = folder / "stats.json"
@@ -110,7 +123,7 @@ def load_split(out: Path, *splits: str) -> dict:
 
 def data_mel(out: Path) -> MelSpec:
     stats = json.loads((out / "data" / "stats.json").read_text())
-    return MelSpec(mean=stats["mean"], std=stats["std"])
+    return get_world(world_of(out)).mel_spec(mean=stats["mean"], std=stats["std"])
 
 
 # ----------------------------------------------------------------------------- scorer
@@ -191,21 +204,23 @@ def eval_prompts(n: int, seed: int) -> list[str]:
 
 
 def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer, prompts: list[str], seed: int, steps: int | None = None,
-                     guidance: float | None = None, batch: int = 32) -> dict[str, float]:
+                     guidance: float | None = None, batch: int = 32, judges: bool = False) -> dict[str, float]:
     """Share of generations the scorer judges correct, per concept pair.
 
     Exclusive groups (tempo, mood, female/male vocal, genre): among prompts naming one value of the
     group, the share whose most probable value (restricted to the named pair for vocal) is that value.
     Instruments: among all prompts, the share where (p > 1/2) equals "the prompt names it".
+    With `judges`, also the physical judges' adherence (`tada.toy.judges.adherence`, keys "judge:...").
     """
     from tada.audio import Audio
 
-    probs, named = [], []
+    probs, named, waves = [], [], []
     for s in range(0, len(prompts), batch):
         chunk = prompts[s:s + batch]
         gens = [torch.Generator().manual_seed(seed + s + i) for i in range(len(chunk))]
         wave = pipe(chunk, gens, num_inference_steps=steps, guidance_scale=guidance)
         probs.append(scorer.probabilities(Audio(wave, pipe.sample_rate)))
+        waves.append(wave[:, 0].numpy())
         named.append(torch.stack([text_atoms(p) for p in chunk]))
     probs, named = torch.cat(probs), torch.cat(named)
     index = {atom: k for k, atom in enumerate(ATOMS)}
@@ -221,6 +236,10 @@ def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer, prompts: list[str], s
     for inst in INSTRUMENTS:
         k = index[("instrument", inst)]
         result[inst] = ((probs[:, k] > 0.5) == (named[:, k] > 0.5)).float().mean().item()
+    if judges:
+        from tada.toy import judges as physical
+
+        result.update(physical.adherence(np.concatenate(waves), prompts, pipe.sample_rate))
     return result
 
 
@@ -251,7 +270,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     mel = data_mel(out)
     data = load_split(out, "train")
     x_all = mel.normalize(data["log_mel"].float())
-    pipe = ToyPipeline.random(seed)
+    pipe = ToyPipeline.random(seed, **get_world(world_of(out)).transformer)
     pipe.mel = mel
     states_all, mask_all = _text_states(out, pipe, data["captions"])
     scorer = ToyScorer.from_pretrained(out / "scorer")
@@ -271,7 +290,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
         live = {k: v.clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema)
         net.eval()
-        adherence = prompt_adherence(pipe, scorer, eval_prompts(n_eval, seed), seed=seed)
+        adherence = prompt_adherence(pipe, scorer, eval_prompts(n_eval, seed), seed=seed, judges=world_of(out) != "v1")
         pipe.save_pretrained(folder / "latest")
         if ship is not None:
             pipe.save_pretrained(ship)
@@ -334,11 +353,15 @@ def _setup(threads: int) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+WorldOpt = typer.Option("v1", "--world", help="toy world: v1 (tada.toy.synth) or v2 (tada.toy.world)")
+
+
 @app.command()
-def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, n_extra: int = 2000, threads: int = 1):
-    """Render the synthetic training, held-out and scorer-only clips."""
+def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, n_extra: int = 2000, threads: int = 1,
+         world: str = WorldOpt):
+    """Render the synthetic training, held-out and scorer-only clips (later stages read the world from --out)."""
     _setup(threads)
-    build_data(out, n_train, n_test, n_extra)
+    build_data(out, n_train, n_test, n_extra, world)
 
 
 @app.command()
@@ -362,12 +385,15 @@ def model(out: Path = OutOpt, steps: int = 5500, seed: int = SeedOpt, batch: int
 @app.command()
 def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer folder (default: shipped weights)"),
              n: int = 192, seed: int = 12345, steps: int | None = None, guidance: float | None = None,
-             threads: int = 1, out_json: Path | None = None):
+             threads: int = 1, out_json: Path | None = None,
+             judges: bool = typer.Option(False, help="also judge by physics (tada.toy.judges)"),
+             scorer_path: Path | None = typer.Option(None, "--scorer", help="scorer folder (default: --weights)")):
     """Prompt adherence of unsteered generations on `n` fresh full captions, per concept pair."""
     _setup(threads)
     pipe = ToyPipeline.from_pretrained(weights)
-    judge = ToyScorer.from_pretrained(weights)
-    result = prompt_adherence(pipe, judge, eval_prompts(n, seed), seed=seed, steps=steps, guidance=guidance)
+    judge = ToyScorer.from_pretrained(scorer_path if scorer_path is not None else weights)
+    result = prompt_adherence(pipe, judge, eval_prompts(n, seed), seed=seed, steps=steps, guidance=guidance,
+                              judges=judges)
     text = json.dumps({k: round(v, 3) for k, v in result.items()}, indent=1)
     print(text)
     if out_json is not None:
@@ -376,10 +402,11 @@ def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer f
 
 @app.command(name="all")
 def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 5500, scorer_steps: int = 8000,
-               threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into")):
+               threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into"),
+               world: str = WorldOpt):
     """data, then scorer, then model."""
     _setup(threads)
-    build_data(out, 3500, 500, 2000)
+    build_data(out, 3500, 500, 2000, world)
     trained = train_scorer(out, scorer_steps, seed)
     if ship is not None:
         trained.save_pretrained(ship)

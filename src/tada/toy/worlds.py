@@ -1,0 +1,47 @@
+"""The toy worlds the training CLI can build a model of, each with its representation and DiT size.
+
+`v1` is the shipped one (`tada.toy.synth`, 64-bin log-mel, 8 layers); `v2` is `tada.toy.world`
+(concepts that vary alone, 6.36 s clips) with a representation that keeps pitch (see
+`docs/toy-world-v2.md` for the measurements behind it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tada.errors import TadaError
+from tada.toy import synth, world
+from tada.toy.model import MelSpec
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """How to render a world's clips, analyse them into frames, and size the DiT over those frames."""
+
+    name: str
+    make_example: Callable
+    num_samples: int
+    mel: dict = field(default_factory=dict)  # MelSpec keyword arguments (besides num_samples, mean, std)
+    transformer: dict = field(default_factory=dict)  # overrides of tada.toy.model.DEFAULT_TRANSFORMER
+
+    def mel_spec(self, mean: list[float] | None = None, std: list[float] | None = None) -> MelSpec:
+        n = self.mel.get("n_mels", 64)
+        return MelSpec(num_samples=self.num_samples, mean=list(mean) if mean is not None else [0.0] * n,
+                       std=list(std) if std is not None else [1.0] * n, **self.mel)
+
+
+V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64)
+
+WORLDS: dict[str, WorldSpec] = {
+    "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
+    "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
+                    transformer=dict(num_layers=12, in_channels=V2_MEL["n_mels"], out_channels=V2_MEL["n_mels"],
+                                     sample_size=world.NUM_SAMPLES // 640 + 1)),
+}
+
+
+def get_world(name: str) -> WorldSpec:
+    if name not in WORLDS:
+        raise TadaError(f"unknown toy world {name!r}; accepted: {sorted(WORLDS)}")
+    return WORLDS[name]
