@@ -52,6 +52,10 @@ class SteeringVector:
     def sites(self) -> list[int]:
         return sorted(self.vectors)
 
+    @property
+    def method(self) -> str:
+        return self.meta.get("method", "caa")
+
     def content_hash(self) -> str:
         """A hash of everything that decides what this vector does: its tensors, sites and ReNorm."""
         from tada.runs import content_hash
@@ -88,6 +92,8 @@ class SteeringVector:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({f"site.{i}": v.contiguous().float() for i, v in self.vectors.items()}, str(path))
         meta = dict(self.meta, renorm=self.renorm, site_names={str(k): v for k, v in self.site_names.items()},
+                    sites=[{"index": i, "name": self.site_names[i], "width": int(self.vectors[i].shape[-1])}
+                           for i in self.sites],
                     library_version=tada.__version__)
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return path
@@ -113,6 +119,7 @@ class SteeringVector:
         if set(names) != set(vectors):
             raise TadaError(f"{path}: sites in the tensors {sorted(vectors)} and metadata {sorted(names)} differ")
         meta.pop("library_version", None)
+        meta.pop("sites", None)
         vec = cls(vectors, names, bool(meta.pop("renorm", True)), meta)
         if model is not None:
             vec.check_model(model)
@@ -128,6 +135,10 @@ class Steer:
     copy: Copy = "cond"
     window: tuple[float, float] | None = None
     samples: Sequence[int] | None = None
+
+    def interventions(self, model, prompts=None, steps=None, duration=None) -> list:
+        """The engine interventions of this steer (see :func:`tada.methods.base.steer_interventions`)."""
+        return [self.intervention(model)]
 
     def intervention(self, model) -> AddVector:
         self.vector.check_model(model)

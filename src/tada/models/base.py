@@ -164,15 +164,17 @@ class AudioModel:
         """Generate one waveform per prompt, row ``b`` from ``torch.Generator().manual_seed(seeds[b])``.
 
         interventions: :mod:`tada.engine.hooks` objects (PatchContext, Capture, AddVector).
-        steer: steering vectors at a strength, ``[vector.at(alpha), ...]`` (see :mod:`tada.methods.vector`);
-            several compose (their additions are applied one after the other at each site).
+        steer: steering artifacts at a strength, ``[artifact.at(alpha), ...]``, of any method (see
+            :mod:`tada.methods.base`); several compose (their interventions act one after the other at each site).
         """
+        from tada.methods.base import steer_interventions
+
         prompts = check_prompts(prompts)
         seeds = check_seeds(seeds, len(prompts))
         steps, duration, guidance = self._settings(steps, duration, guidance)
         if not isinstance(steer, (list, tuple)):
             steer = [steer]
-        ivs = list(interventions) + [s.intervention(self) for s in steer]
+        ivs = list(interventions) + [iv for s in steer for iv in steer_interventions(s, self, prompts, steps, duration)]
         with torch.no_grad(), intervene(self, len(prompts), ivs, duration=duration):
             wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
         if not torch.isfinite(wav).all():

@@ -1,0 +1,333 @@
+"""Every steering method behind one interface: alpha = 0 is plain generation, artifacts round-trip and are
+refused on another model or site layout, and each method's maths checked by hand on the toy model."""
+
+import json
+
+import pytest
+import torch
+
+import tada
+from tada.engine import Capture, ExtraPasses, Intervention, PatchContext
+from tada.errors import TadaError
+from tada.methods import base
+from tada.methods.austeer import AUSteer, top_k_units
+from tada.methods.vector import SteeringVector
+from tada.sae import SaeConfig, TopKSAE
+
+STEPS = 3
+P, N = "a fast piano piece with drums", "a slow piano piece"
+PAIRS = [("fast piano", "slow piano"), ("fast jazz with drums", "slow jazz with drums")]
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return tada.load("toy")
+
+
+def wave(model, prompts, seeds=0, steer=(), interventions=(), **kw):
+    prompts = [prompts] if isinstance(prompts, str) else prompts
+    return model.generate(prompts, seeds, steps=kw.pop("steps", STEPS), steer=list(steer),
+                          interventions=list(interventions), **kw).waveform
+
+
+@pytest.fixture(scope="module")
+def sae_folder(toy, tmp_path_factory):
+    torch.manual_seed(0)
+    sae = TopKSAE(SaeConfig(d_in=toy.sites[3].dim, expansion_factor=2, k=4))
+    return sae.save(tmp_path_factory.mktemp("sae"))
+
+
+@pytest.fixture(scope="module")
+def artifacts(toy, sae_folder):
+    """One fitted artifact of every method (small fits on the toy)."""
+    table = base.methods()
+    fits = {
+        "caa": dict(concept=PAIRS, sites=[2, 3], steps=STEPS),
+        "sae": dict(concept=PAIRS, sites=[3], sae=sae_folder, tau=3, steps=STEPS),
+        "austeer": dict(concept=PAIRS, sites=[2, 3], k=16, steps=STEPS),
+        "pci": dict(concept="tempo", sites="all"),
+        "text_embedding": dict(concept="tempo", sites=[2, 3]),
+        "freesliders": dict(concept="tempo", sites="all"),
+    }
+    if "token_embedding" in table:
+        fits["token_embedding"] = dict(concept=(P, N), sites="all", generic="piece")
+    assert set(fits) == set(table), "every registered method needs a fit here"
+    return {name: table[name].cls.fit(toy, **kw) for name, kw in fits.items()}
+
+
+def strength(name):
+    return 2 if name == "pci" else 0.5
+
+
+def test_registry_lists_every_method_with_a_description():
+    table = base.methods()
+    for name in ("caa", "sae", "austeer", "pci", "text_embedding", "freesliders"):
+        assert name in table and table[name].description and table[name].cost
+    with pytest.raises(TadaError, match="no steering method 'nope'"):
+        base.method("nope")
+
+
+def test_alpha_zero_is_bit_identical_to_plain_for_every_method(toy, artifacts):
+    plain = wave(toy, N)
+    for name, art in artifacts.items():
+        assert torch.equal(wave(toy, N, steer=[art.at(0)]), plain), name
+        assert torch.equal(wave(toy, [N, P], [0, 1], steer=[art.at([0, 0])]), wave(toy, [N, P], [0, 1])), name
+        steered = wave(toy, N, steer=[art.at(strength(name))])
+        assert not torch.equal(steered, plain), f"{name} at alpha {strength(name)} changed nothing"
+
+
+def test_one_batch_holds_an_alpha_sweep(toy, artifacts):
+    """Rows of a batch with alphas [0, a] equal rows of the batches with one alpha each (same batch size)."""
+    for name in ("caa", "austeer", "pci", "text_embedding"):
+        art, a = artifacts[name], strength(name)
+        sweep = wave(toy, [N, N], [0, 0], steer=[art.at([0, a])])
+        assert torch.equal(sweep[0], wave(toy, [N, N], [0, 0])[0]), name
+        assert torch.equal(sweep[1], wave(toy, [N, N], [0, 0], steer=[art.at([a, a])])[1]), name
+
+
+def test_save_load_round_trip_for_every_method(toy, artifacts, tmp_path):
+    for name, art in artifacts.items():
+        path = art.save(tmp_path / f"{name}.v1")
+        assert path.name == f"{name}.v1.safetensors"
+        back = base.load(path, toy)
+        assert back.content_hash() == art.content_hash(), name
+        assert back.method == name
+        a = strength(name)
+        assert torch.equal(wave(toy, N, steer=[back.at(a)]), wave(toy, N, steer=[art.at(a)])), name
+        header = json.loads(path.with_suffix(".json").read_text())
+        assert header["model"] == "toy" and header["library_version"] == tada.__version__
+        sites = header["sites"] if "sites" in header else None
+        assert sites and all({"index", "name", "width"} <= set(s) for s in sites), name
+
+
+def test_existing_steering_vector_files_still_load(toy, tmp_path):
+    vec = SteeringVector({2: torch.randn(toy.sites[2].dim)}, {2: toy.sites[2].name}, renorm=True,
+                         meta={"model": "toy", "method": "caa"})
+    path = vec.save(tmp_path / "old")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta.pop("sites")  # a file written before site widths were recorded
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    back = base.load(path, toy)
+    assert isinstance(back, SteeringVector) and torch.equal(back.vectors[2], vec.vectors[2])
+
+
+def test_an_artifact_of_another_model_or_layout_is_refused(toy, artifacts, tmp_path):
+    other = tada.load("tiny-stable-audio")
+    for name, art in artifacts.items():
+        path = art.save(tmp_path / name)
+        with pytest.raises(TadaError, match=r"toy.*tiny-stable-audio|tiny-stable-audio.*toy|site"):
+            base.load(path, other)
+        if name in ("caa", "sae"):
+            continue  # SteeringVector files: their own test file checks renamed sites and widths
+        header = json.loads(path.with_suffix(".json").read_text())
+        header["sites"][0]["name"] = "blocks.0.cross"
+        path.with_suffix(".json").write_text(json.dumps(header))
+        with pytest.raises(TadaError, match=r"'blocks.0.cross'.*transformer_blocks"):
+            base.load(path, toy)
+        header["sites"][0]["name"] = toy.sites[header["sites"][0]["index"]].name
+        header["sites"][0]["width"] += 1
+        path.with_suffix(".json").write_text(json.dumps(header))
+        with pytest.raises(TadaError, match=r"width \d+\).*width \d+\)"):
+            base.load(path, toy)
+
+
+def test_concepts_as_catalogue_concept_and_explicit_prompts(toy):
+    from tada.concepts import load_catalogue
+
+    by_name = base.concept_prompts("tempo")
+    by_concept = base.concept_prompts(load_catalogue()["tempo"])
+    assert by_name == by_concept and by_name.templates
+    pos, neg = by_name.positive_negative(["a jazz piece"])
+    assert pos == ["a jazz piece with a fast tempo"] and neg == ["a jazz piece with a slow tempo"]
+    fixed = base.concept_prompts((P, N, "a piano piece"))
+    assert fixed.pairs == ((P, N),) and fixed.templates is None and fixed.neutral == "a piano piece"
+    assert fixed.positive_negative(["x", "y"]) == ([P, P], [N, N])
+    tpl = base.concept_prompts(("{base} with violin", "{base} with trumpet"))
+    assert tpl.positive_negative(["jazz"]) == (["jazz with violin"], ["jazz with trumpet"])
+    with pytest.raises(TadaError, match="both"):
+        base.concept_prompts(("{base} with violin", "trumpet"))
+
+
+def test_sites_from_a_layer_impact_top_k(toy):
+    import pandas as pd
+
+    from tada.localization.impact import LayerImpact
+
+    table = pd.DataFrame({"concept": ["tempo"] * 3, "layer": [1, 4, 6], "impact": [0.1, 0.9, 0.5],
+                          "ci_low": [0] * 3, "ci_high": [1] * 3, "units": [1] * 3})
+    art = base.method("pci").cls.fit(toy, "tempo", sites=LayerImpact(table), top_k=2)
+    assert art.sites == [4, 6] and art.settings["localized"]
+
+
+# --------------------------------------------------------------------------------------------- AUSteer
+def test_austeer_keeps_exactly_k_units_by_magnitude():
+    v = torch.tensor([0.1, -3.0, 2.0, 0.5, -0.2])
+    assert torch.equal(top_k_units(v, 2), torch.tensor([0.0, -3.0, 2.0, 0.0, 0.0]))
+    assert torch.equal(top_k_units(v, 99), v)  # capped at the width
+
+
+def test_austeer_fit_and_application_touch_exactly_k_dimensions(toy, artifacts):
+    art = artifacts["austeer"]
+    caa = artifacts["caa"]
+    for s in art.sites:
+        d = art.direction(s)
+        assert int((d != 0).sum()) == 16
+        assert set(d.nonzero().flatten().tolist()) == set(caa.vectors[s].abs().topk(16).indices.tolist())
+        torch.testing.assert_close(d.norm(), torch.tensor(1.0))
+    full = AUSteer.fit(toy, PAIRS, sites=[2], steps=STEPS)  # default k = 256, capped at the width
+    assert int((full.direction(2) != 0).sum()) == min(256, toy.sites[2].dim)
+
+    # at one step the chosen site's input is the plain one, so its output differs in the k units only
+    for mode in ("add", "scale"):
+        a = AUSteer(art.tensors, art.site_info, dict(art.settings, mode=mode), art.concept, art.model)
+        before, after = Capture([2], reduce=None), Capture([2], reduce=None)
+        ivs = [before, *a.at(1.5).interventions(toy, [N], 1), after]
+        toy.generate([N], [0], steps=1, interventions=ivs)
+        h, h2 = before.result[2][0, 1:], after.result[2][0, 1:]
+        changed = (h != h2).any(0)
+        chosen = art.direction(2) != 0
+        assert not changed[~chosen].any() and changed[chosen].all()
+        if mode == "scale":
+            torch.testing.assert_close(h2[:, chosen], h[:, chosen] * (1 + 1.5 * torch.sign(art.direction(2)[chosen])))
+        else:
+            torch.testing.assert_close(h2 - h, (1.5 * art.direction(2)).expand_as(h))
+
+
+# --------------------------------------------------------------------------------------------- PCI
+def test_pci_at_n_steps_is_the_positive_or_negative_prompt_and_at_zero_the_neutral(toy):
+    pci = base.method("pci").cls.fit(toy, (P, N))
+    assert torch.equal(wave(toy, "a piano", steer=[pci.at(STEPS)]), wave(toy, P))
+    assert torch.equal(wave(toy, "a piano", steer=[pci.at(-STEPS)]), wave(toy, N))
+    assert torch.equal(wave(toy, "a piano", steer=[pci.at(0)]), wave(toy, "a piano"))
+    with pytest.raises(TadaError, match="at most the 3 steps"):
+        wave(toy, "a piano", steer=[pci.at(STEPS + 1)])
+    with pytest.raises(TadaError, match="whole number"):
+        wave(toy, "a piano", steer=[pci.at(1.5)])
+
+
+def test_pci_switches_at_step_n_minus_alpha_only_at_the_chosen_sites(toy):
+    pci = base.method("pci").cls.fit(toy, "tempo", sites=[3, 5])
+    prompt = "a jazz piece"
+    pos, neg = pci.prompts_for([prompt])
+    by_hand = PatchContext(toy.encode(pos), [3, 5], start=STEPS - 2)
+    assert torch.equal(wave(toy, prompt, steer=[pci.at(2)]), wave(toy, prompt, interventions=[by_hand]))
+    by_hand = PatchContext(toy.encode(neg), [3, 5], start=STEPS - 1)
+    assert torch.equal(wave(toy, prompt, steer=[pci.at(-1)]), wave(toy, prompt, interventions=[by_hand]))
+
+
+# --------------------------------------------------------------------------------------------- text embedding
+def test_text_embedding_at_one_with_neutral_negative_is_patching_the_positive(toy):
+    te = base.method("text_embedding").cls.fit(toy, (P, N))  # fixed prompts; the generation prompt is N
+    patched = wave(toy, N, interventions=[PatchContext(toy.encode([P]), "all")])
+    assert torch.equal(wave(toy, N, steer=[te.at(1.0)]), patched)
+    assert torch.equal(patched, wave(toy, P))  # the toy's text reaches it only through its sites
+
+
+def test_text_embedding_context_is_neutral_plus_alpha_difference(toy):
+    te = base.method("text_embedding").cls.fit(toy, "tempo", sites=[4], start=1)
+    prompt = "a jazz piece"
+    (iv,) = te.at(-0.7).interventions(toy, [prompt], STEPS)
+    pos, neg = te.prompts_for([prompt])
+    c = {k: toy.encode(p).contexts[(4, "cond")] for k, p in (("n", [prompt]), ("p", pos), ("g", neg))}
+    ctx, mask = iv.source.contexts[(4, "cond")]
+    expected = (c["n"][0].double() - 0.7 * (c["p"][0].double() - c["g"][0].double())).float()
+    assert torch.equal(ctx, expected)
+    assert torch.equal(mask, c["n"][1] | c["p"][1] | c["g"][1])
+    assert iv.start == 1 and set(iv.source.contexts) == {(4, "cond")}
+
+
+# --------------------------------------------------------------------------------------------- FreeSliders
+def test_freesliders_with_equal_prompts_is_the_neutral_generation(toy):
+    fs = base.method("freesliders").cls.fit(toy, (P, P))
+    one, five = wave(toy, N, steer=[fs.at(1.0)]), wave(toy, N, steer=[fs.at(5.0)])
+    assert torch.equal(one, five)  # eps_pos - eps_neg is exactly zero, whatever alpha
+    # equal to plain up to the rounding of a larger denoiser batch (the toy's kernels are not batch-invariant)
+    assert (one - wave(toy, N)).abs().mean() < 0.05 * (wave(toy, P) - wave(toy, N)).abs().mean()
+
+
+def test_freesliders_unguided_with_neutral_negative_is_the_positive_prediction(toy):
+    """Without guidance eps' = eps_n + 1 (eps_p - eps_n) = eps_p: the positive prompt's generation."""
+    fs = base.method("freesliders").cls.fit(toy, (P, N))
+    steered, pos, neutral = (wave(toy, p, steer=s, guidance=1.0) for p, s in ((N, [fs.at(1.0)]), (P, []), (N, [])))
+    # equal up to the rounding of a larger denoiser batch, which Griffin-Lim's phase search spreads in time
+    assert (steered - pos).abs().mean() < 0.05 * (pos - neutral).abs().mean()
+
+
+def test_freesliders_prediction_by_hand(toy):
+    """At one guided step, the extended call's prediction is guided(neutral) + alpha (eps_pos - eps_neg)."""
+    pos, neg = toy.encode([P]), toy.encode(["a quiet flute"])
+    calls = []
+
+    class Observe(Intervention):  # sees the denoiser's output after the interventions installed before it
+        def install(self, gen):
+            def record(module, args, kwargs, output):
+                calls.append((kwargs["hidden_states"].shape[0], output.sample.clone()))
+            return [gen.model.denoiser.register_forward_hook(record, with_kwargs=True)]
+
+    wave(toy, N, interventions=[ExtraPasses(pos, neg, alpha=2.0), Observe()], steps=1)
+    wave(toy, N, interventions=[Observe()], steps=1)
+    wave(toy, [N, P, "a quiet flute"], [0, 0, 0], interventions=[Observe()], steps=1, guidance=1.0)
+    (n_ext, steered), (n_plain, plain), (_, three) = calls
+    assert n_ext == 4 and n_plain == 2 and steered.shape == plain.shape  # [uncond, cond] + [pos, neg] in one call
+    eps_n, eps_p, eps_g = three[0], three[1], three[2]
+    torch.testing.assert_close(steered[0], plain[0] + 2.0 * (eps_p - eps_g), rtol=0, atol=1e-4)
+    torch.testing.assert_close(steered[1], plain[1] + 2.0 * (eps_p - eps_g), rtol=0, atol=1e-4)
+    assert (eps_p - eps_g).abs().max() > 1e-2
+
+
+def test_freesliders_localized_extra_passes_differ_only_at_the_chosen_sites(toy):
+    fs_all = base.method("freesliders").cls.fit(toy, "tempo", sites="all")
+    fs_loc = base.method("freesliders").cls.fit(toy, "tempo", sites=[3])
+    assert fs_loc.settings["localized"] and not fs_all.settings["localized"]
+    (iv,) = fs_loc.at(1.0).interventions(toy, ["a jazz piece"], STEPS)
+    assert iv.sites == [3]
+    a, b = wave(toy, "a jazz piece", steer=[fs_all.at(3.0)]), wave(toy, "a jazz piece", steer=[fs_loc.at(3.0)])
+    assert not torch.equal(a, b)
+
+
+def test_freesliders_start_step_leaves_earlier_steps_alone(toy):
+    fs = base.method("freesliders").cls.fit(toy, "tempo", start=STEPS)  # past the last step: never applies
+    assert torch.equal(wave(toy, "a jazz piece", steer=[fs.at(3.0)]), wave(toy, "a jazz piece"))
+
+
+# --------------------------------------------------------------------------------------------- composition
+def test_composed_steers_equal_their_interventions_in_sequence(toy, artifacts):
+    te, au, fs = artifacts["text_embedding"], artifacts["austeer"], artifacts["freesliders"]
+    composed = wave(toy, N, steer=[te.at(0.5), au.at(2.0)])
+    ivs = te.at(0.5).interventions(toy, [N], STEPS) + au.at(2.0).interventions(toy, [N], STEPS)
+    assert torch.equal(composed, wave(toy, N, interventions=ivs))
+    assert not torch.equal(composed, wave(toy, N, steer=[te.at(0.5)]))
+    wave(toy, N, steer=[fs.at(1.0), au.at(2.0)])  # an extended call composes with a site vector
+
+
+def test_two_additive_methods_at_one_site_add_up(toy, artifacts):
+    """h + a1 v1 + a2 v2 (SAE eq. 8 and additive AUSteer at site 3) is one vector a1 v1 + a2 v2."""
+    sae, au = artifacts["sae"], artifacts["austeer"]
+    v = 0.5 * sae.vectors[3] + 2.0 * au.direction(3)
+    one = SteeringVector({3: v}, {3: toy.sites[3].name}, renorm=False, meta={"model": "toy"})
+    au3 = AUSteer({"site.3": au.direction(3)}, {3: au.site_info[3]}, au.settings, au.concept, au.model)
+    outs = []
+    for steers in ([sae.at(0.5), au3.at(2.0)], [one.at(1.0)]):
+        cap = Capture([3], reduce=None)  # after the steers: their result at the site, at the first step
+        ivs = [iv for st in steers for iv in st.interventions(toy, [N], 1)] + [cap]
+        toy.generate([N], [0], steps=1, interventions=ivs)
+        outs.append(cap.result[3])
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-6, atol=1e-6)
+    assert torch.equal(wave(toy, N, steer=[sae.at(0.5), au3.at(2.0)]),
+                       wave(toy, N, interventions=sae.at(0.5).interventions(toy, [N], STEPS)
+                            + au3.at(2.0).interventions(toy, [N], STEPS)))
+
+
+def test_two_freesliders_compose_by_adding_their_shifts(toy):
+    f1 = base.method("freesliders").cls.fit(toy, (P, N))
+    f2 = base.method("freesliders").cls.fit(toy, (P, P))  # a zero shift
+    both, first = wave(toy, N, steer=[f1.at(1.0), f2.at(3.0)]), wave(toy, N, steer=[f1.at(1.0)])
+    assert (both - first).abs().mean() < 0.05 * (first - wave(toy, N)).abs().mean()
+
+
+def test_prompt_methods_work_on_a_tiny_real_family():
+    m = tada.load("tiny-stable-audio")
+    pci = base.method("pci").cls.fit(m, (P, N))
+    assert torch.equal(wave(m, "a piano", steer=[pci.at(STEPS)]), wave(m, P))
+    fs = base.method("freesliders").cls.fit(m, (P, P))
+    torch.testing.assert_close(wave(m, N, steer=[fs.at(2.0)]), wave(m, N), rtol=0, atol=1e-3)
