@@ -23,7 +23,7 @@ from tada.errors import TadaError  # noqa: E402
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Localize musical concepts in text-to-music diffusion models and steer them.")
 
-from tada.cli import evaluate, localize, sae, steer  # noqa: E402,F401  (each registers its commands)
+from tada.cli import evaluate, localize, methods, sae, steer  # noqa: E402,F401  (each registers its commands)
 
 
 def main():

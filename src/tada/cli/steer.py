@@ -52,7 +52,8 @@ def caa(
 
 @app.command()
 def steer(
-    vector: list[Path] = typer.Option(..., "--vector", "-v", help="saved steering vector(s); several compose"),
+    vector: list[Path] = typer.Option(..., "--vector", "-v", help="saved steering file(s) of any method; several "
+                                      "compose"),
     model: str = MODEL,
     prompt: list[str] = typer.Option(["a jazz piece"], "--prompt", "-p", help="prompt(s) to steer"),
     alphas: str = typer.Option("-100:100:10", help="start:stop:step or a comma list"),
@@ -64,14 +65,14 @@ def steer(
     """Alpha sweep: one WAV per prompt, seed and alpha (resumable)."""
     import tada
     from tada.experiments.alpha_sweep import alpha_sweep, parse_alphas
-    from tada.methods.vector import SteeringVector
+    from tada.methods.base import load
     from tada.models.base import check_prompts
     from tada.runs import check_output_dir
 
     grid, seed_list = parse_alphas(alphas), seed_range(seeds)
     check_prompts(prompt)
     check_output_dir(out)
-    vecs = [SteeringVector.load(v) for v in vector]
+    vecs = [load(v) for v in vector]
     m = tada.load(model)
     for v in vecs:
         v.check_model(m)
