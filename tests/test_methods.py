@@ -331,3 +331,53 @@ def test_prompt_methods_work_on_a_tiny_real_family():
     assert torch.equal(wave(m, "a piano", steer=[pci.at(STEPS)]), wave(m, P))
     fs = base.method("freesliders").cls.fit(m, (P, P))
     torch.testing.assert_close(wave(m, N, steer=[fs.at(2.0)]), wave(m, N), rtol=0, atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------------- token embedding
+def test_token_embedding_finds_the_differing_words():
+    from tada.methods.token_embedding import differing_span
+
+    pos, neg = "a jazz piece with a fast tempo", "a jazz piece with a slow tempo"
+    (a, b), (c, d) = differing_span(pos, neg)
+    assert pos[a:b] == "fast" and neg[c:d] == "slow"
+    with pytest.raises(TadaError, match="differ"):
+        differing_span("same words", "same words")
+
+
+def test_token_embedding_direction_and_application_by_hand(toy):
+    from tada.methods.token_embedding import TokenEmbedding, token_positions
+
+    te = TokenEmbedding.fit(toy, "tempo", sites=[1, 4], n_pairs=2)
+    assert te.settings["generic"] == "song"
+    pairs = te.concept.pairs
+    assert len(pairs) == 2
+    c_pos, c_neg = toy.encode([p for p, _ in pairs]), toy.encode([n for _, n in pairs])
+    for s in (1, 4):
+        diffs = []
+        for i, (p, n) in enumerate(pairs):
+            word_p = next(w for w in ("fast", "quick") if w in p)
+            word_n = next(w for w in ("slow",) if w in n)
+            tp = token_positions(toy, p, p.index(word_p), p.index(word_p) + len(word_p))
+            tn = token_positions(toy, n, n.index(word_n), n.index(word_n) + len(word_n))
+            diffs.append(c_pos.contexts[(s, "cond")][0][i, tp].double().mean(0)
+                         - c_neg.contexts[(s, "cond")][0][i, tn].double().mean(0))
+        torch.testing.assert_close(te.tensors[f"site.{s}"], torch.stack(diffs).mean(0).float())
+
+    prompt = "a calm song for the evening"
+    (iv,) = te.at(3.0).interventions(toy, [prompt], STEPS)
+    where = token_positions(toy, prompt, prompt.index("song"), prompt.index("song") + 4)
+    plain_ctx = toy.encode([prompt]).contexts
+    for s in (1, 4):
+        ctx, _ = iv.source.contexts[(s, "cond")]
+        expected = plain_ctx[(s, "cond")][0].clone()
+        expected[0, where] = (expected[0, where].double() + 3.0 * te.tensors[f"site.{s}"].double()).float()
+        assert torch.equal(ctx, expected)
+    with pytest.raises(TadaError, match="does not contain"):
+        te.at(1.0).interventions(toy, ["a jazz piece"], STEPS)
+
+
+def test_token_embedding_refuses_a_family_without_token_positions():
+    from tada.methods.token_embedding import TokenEmbedding
+
+    with pytest.raises(TadaError, match="tokens at their own positions"):
+        TokenEmbedding.fit(tada.load("tiny-audioldm2"), "tempo", sites=[0], n_pairs=1)

@@ -47,7 +47,7 @@ class MethodInfo:
 #: method name -> :class:`MethodInfo`, filled as the method modules are imported (see :func:`methods`).
 METHODS: dict[str, MethodInfo] = {}
 
-_MODULES = ("caa", "sae", "austeer", "pci", "text_embedding", "freesliders")
+_MODULES = ("caa", "sae", "austeer", "pci", "text_embedding", "token_embedding", "freesliders")
 
 
 def register(name: str, description: str, cost: str):
