@@ -51,6 +51,8 @@ def artifacts(toy, sae_folder):
     }
     if "token_embedding" in table:
         fits["token_embedding"] = dict(concept=(P, N), sites="all", generic="piece")
+    if "concept_sliders" in table:
+        fits["concept_sliders"] = dict(concept="tempo", sites=[2, 3], iterations=10, steps=STEPS, n_prompts=2)
     assert set(fits) == set(table), "every registered method needs a fit here"
     return {name: table[name].cls.fit(toy, **kw) for name, kw in fits.items()}
 
@@ -381,3 +383,63 @@ def test_token_embedding_refuses_a_family_without_token_positions():
 
     with pytest.raises(TadaError, match="tokens at their own positions"):
         TokenEmbedding.fit(tada.load("tiny-audioldm2"), "tempo", sites=[0], n_pairs=1)
+
+
+# --------------------------------------------------------------------------------------------- Concept Sliders
+def test_low_rank_delta_by_hand(toy):
+    from tada.engine import LowRankDelta, intervene
+    from tada.engine.lowrank import projection
+
+    lin = projection(toy.sites[2].module, "to_q")
+    g = torch.Generator().manual_seed(0)
+    A, B = torch.randn(3, lin.in_features, generator=g), torch.randn(lin.out_features, 3, generator=g)
+    x = torch.randn(2, 5, lin.in_features, generator=g)
+    base_y = lin(x)
+    with torch.no_grad(), intervene(toy, 2, [LowRankDelta({(2, "to_q"): (A, B)}, [0.5, 2.0], scale=0.25)]):
+        y = lin(x)
+    a = torch.tensor([0.5, 2.0]).view(2, 1, 1) * 0.25
+    torch.testing.assert_close(y, base_y + a * (x @ A.T @ B.T))
+    with torch.no_grad(), intervene(toy, 2, [LowRankDelta({(2, "to_q"): (A, B)}, 1.0, scale=0.0)]):
+        assert torch.equal(lin(x), base_y)  # the adapter at scale 0 is the base model
+
+
+def test_concept_slider_at_scale_zero_is_the_base_model_and_training_lowers_the_loss(toy, artifacts):
+    cs = artifacts["concept_sliders"]
+    assert {k.split(".")[1] for k in cs.tensors} == {"2", "3"}  # localized: adapters only on the chosen sites
+    assert {k.split(".", 2)[2] for k in cs.tensors} == {f"{p}.{ab}" for p in ("to_q", "to_k", "to_v", "to_out.0")
+                                                        for ab in "AB"}
+    assert torch.equal(wave(toy, "a jazz piece", steer=[cs.at(0.0)]), wave(toy, "a jazz piece"))
+    untrained = base.method("concept_sliders").cls.fit(toy, "tempo", sites=[2, 3], iterations=0, steps=STEPS,
+                                                      n_prompts=2)
+    assert all(not t.any() for k, t in untrained.tensors.items() if k.endswith(".B"))  # B starts at zero
+    assert torch.equal(wave(toy, "a jazz piece", steer=[untrained.at(5.0)]), wave(toy, "a jazz piece"))
+    longer = base.method("concept_sliders").cls.fit(toy, "tempo", sites=[2, 3], iterations=40, steps=STEPS,
+                                                   n_prompts=2, lr=3e-3)
+    losses = longer.meta["losses"]
+    assert sum(losses[-10:]) < sum(losses[:10])
+
+
+def test_concept_slider_training_resumes_where_it_stopped(toy, tmp_path, monkeypatch):
+    fit = base.method("concept_sliders").cls.fit
+    kw = dict(concept="tempo", sites=[3], iterations=6, steps=2, n_prompts=1, save_every=2)
+    straight = fit(toy, **kw)
+    ckpt = tmp_path / "slider.ckpt"
+    calls = {"n": 0}
+    step = torch.optim.Adam.step
+
+    def dying_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        fit(toy, checkpoint=ckpt, **kw)
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    assert torch.load(ckpt, weights_only=False)["iteration"] == 4
+    resumed = fit(toy, checkpoint=ckpt, **kw)
+    for k in straight.tensors:
+        assert torch.equal(straight.tensors[k], resumed.tensors[k]), k
+    with pytest.raises(TadaError, match="other settings"):
+        fit(toy, checkpoint=ckpt, **dict(kw, eta=2.0))

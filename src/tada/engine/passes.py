@@ -186,3 +186,30 @@ class ExtraPasses(Intervention):
             return args, kwargs
 
         return hook
+
+
+class CountRows(Intervention):
+    """Count denoiser calls and the rows they run (what a method costs in denoiser work); install it after
+    the interventions whose cost is measured, so it sees the batch as they extended it.
+
+    After the generation: ``calls`` (denoiser calls), ``rows`` (rows summed over calls), ``per_sample`` (rows
+    per prompt of the batch per call, e.g. 2.0 for plain classifier-free guidance).
+    """
+
+    def __init__(self):
+        self.calls = 0
+        self.rows = 0
+        self._batch = 1
+
+    @property
+    def per_sample(self) -> float:
+        return self.rows / max(1, self.calls) / self._batch
+
+    def install(self, gen: Generation):
+        self._batch = gen.batch
+
+        def pre(module, args, kwargs):
+            self.calls += 1
+            self.rows += _rows_of_call(args, kwargs)
+
+        return [gen.model.denoiser.register_forward_pre_hook(pre, with_kwargs=True)]

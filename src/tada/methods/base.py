@@ -47,7 +47,7 @@ class MethodInfo:
 #: method name -> :class:`MethodInfo`, filled as the method modules are imported (see :func:`methods`).
 METHODS: dict[str, MethodInfo] = {}
 
-_MODULES = ("caa", "sae", "austeer", "pci", "text_embedding", "token_embedding", "freesliders")
+_MODULES = ("caa", "sae", "austeer", "pci", "text_embedding", "token_embedding", "freesliders", "concept_sliders")
 
 
 def register(name: str, description: str, cost: str):
@@ -90,6 +90,15 @@ class ConceptPrompts:
     pairs: tuple[tuple[str, str], ...]
     templates: tuple[tuple[str, str], ...] | None
     neutral: str | None = None
+    bases: tuple[str, ...] = ()
+
+    def neutral_prompts(self) -> list[str]:
+        """Prompts without the concept (the bases the templates were filled with, or the explicit neutral)."""
+        out = [self.neutral] if self.neutral else list(self.bases)
+        if not out:
+            raise TadaError("this method needs neutral prompts: give a catalogue concept, templates with {base}, or "
+                            "explicit (positive, negative, neutral) prompts")
+        return out
 
     def positive_negative(self, prompts: Sequence[str], template: int = 0) -> tuple[list[str], list[str]]:
         """The positive and negative prompt for each generation prompt."""
@@ -104,13 +113,13 @@ class ConceptPrompts:
     def to_json(self) -> dict:
         return {"name": self.name, "pairs": [list(p) for p in self.pairs],
                 "templates": None if self.templates is None else [list(t) for t in self.templates],
-                "neutral": self.neutral}
+                "neutral": self.neutral, "bases": list(self.bases)}
 
     @classmethod
     def from_json(cls, d: dict) -> "ConceptPrompts":
         t = d.get("templates")
         return cls(d.get("name"), tuple(tuple(p) for p in d["pairs"]),
-                   None if t is None else tuple(tuple(x) for x in t), d.get("neutral"))
+                   None if t is None else tuple(tuple(x) for x in t), d.get("neutral"), tuple(d.get("bases", ())))
 
 
 def _is_prompt_tuple(x) -> bool:
@@ -127,8 +136,12 @@ def concept_prompts(concept, n_pairs: int | None = None, catalogue=None) -> Conc
     if isinstance(concept, str):
         concept = (catalogue or load_catalogue())[concept]
     if isinstance(concept, Concept):
+        from tada.concepts.catalogue import load_steering_bases
+
         pairs = tuple(concept.contrastive_prompts(n=n_pairs))
-        return ConceptPrompts(concept.name, pairs, tuple((t.positive, t.negative) for t in concept.templates))
+        bases = tuple(b for b in load_steering_bases() if not concept.has_concept(b) and not concept.has_counter(b))
+        return ConceptPrompts(concept.name, pairs, tuple((t.positive, t.negative) for t in concept.templates),
+                              bases=bases)
     if _is_prompt_tuple(concept):
         items = [p.strip() for p in concept]
         if not all(items):
@@ -142,7 +155,7 @@ def concept_prompts(concept, n_pairs: int | None = None, catalogue=None) -> Conc
 
             bases = load_steering_bases()[: n_pairs or None]
             return ConceptPrompts(None, tuple((pos.format(base=b), neg.format(base=b)) for b in bases),
-                                  ((pos, neg),), neutral)
+                                  ((pos, neg),), neutral, tuple(bases))
         return ConceptPrompts(None, ((pos, neg),), None, neutral)
     if isinstance(concept, (list, tuple)) and concept and all(_is_prompt_tuple(p) and len(p) == 2 for p in concept):
         pairs = tuple((p, n) for p, n in concept)
