@@ -443,3 +443,10 @@ def test_concept_slider_training_resumes_where_it_stopped(toy, tmp_path, monkeyp
         assert torch.equal(straight.tensors[k], resumed.tensors[k]), k
     with pytest.raises(TadaError, match="other settings"):
         fit(toy, checkpoint=ckpt, **dict(kw, eta=2.0))
+
+
+def test_capture_during_extra_passes_records_the_pipelines_own_rows(toy):
+    fs = base.method("freesliders").cls.fit(toy, "tempo")
+    cap = Capture([2])
+    toy.generate(["a jazz piece", "a rock song"], [0, 1], steps=2, steer=[fs.at(1.0)], interventions=[cap])
+    assert cap.result[2].shape == (2, toy.sites[2].dim)

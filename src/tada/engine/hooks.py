@@ -142,7 +142,8 @@ class Capture(Intervention):
 
         def hook(module, args, output):
             out = output[0] if isinstance(output, tuple) else output
-            rows = gen.rows(out.shape[0], self.copy)
+            # the pipeline's own rows only: extra passes appended to the call (ExtraPasses) are not recorded
+            rows = gen.model.guidance_layout.rows(out.shape[0] - gen.extra_copies * gen.batch, gen.batch, self.copy)
             rec = out[rows].detach()
             if self.reduce == "frames":
                 rec = rec[:, frames].float().mean(dim=1)
