@@ -327,12 +327,26 @@ def test_two_freesliders_compose_by_adding_their_shifts(toy):
     assert (both - first).abs().mean() < 0.05 * (first - wave(toy, N)).abs().mean()
 
 
-def test_prompt_methods_work_on_a_tiny_real_family():
-    m = tada.load("tiny-stable-audio")
+@pytest.mark.parametrize("family", ["tiny-stable-audio", "tiny-ace-step"])
+def test_prompt_methods_work_on_tiny_real_families(family):
+    """ACE-Step pads text to its batch with no mask: a steered generation is encoded at the length of every
+    prompt it patches in, as one pipeline batch of them would be, so PCI at N steps is the positive prompt."""
+    m = tada.load(family)
     pci = base.method("pci").cls.fit(m, (P, N))
     assert torch.equal(wave(m, "a piano", steer=[pci.at(STEPS)]), wave(m, P))
+    assert torch.equal(wave(m, "a piano", steer=[pci.at(0)]), wave(m, "a piano"))
     fs = base.method("freesliders").cls.fit(m, (P, P))
-    torch.testing.assert_close(wave(m, N, steer=[fs.at(2.0)]), wave(m, N), rtol=0, atol=1e-3)
+    one, two = wave(m, N, steer=[fs.at(1.0)]), wave(m, N, steer=[fs.at(2.0)])
+    assert torch.equal(one, two)
+    te = base.method("text_embedding").cls.fit(m, "tempo")
+    assert not torch.equal(wave(m, "a jazz piece", steer=[te.at(1.0)]), wave(m, "a jazz piece"))
+
+
+def test_a_longer_injected_prompt_than_audioldm2_attends_to_is_refused_clearly():
+    m = tada.load("tiny-audioldm2")
+    pci = base.method("pci").cls.fit(m, (P, N))
+    with pytest.raises(TadaError, match="unmasked tokens, more than"):
+        wave(m, N, steer=[pci.at(STEPS)])
 
 
 # --------------------------------------------------------------------------------------------- token embedding

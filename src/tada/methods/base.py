@@ -331,6 +331,13 @@ class MethodSteer:
     copy: Copy = "cond"
     extra: dict = field(default_factory=dict)
 
+    def text_prompts(self, prompts: Sequence[str]) -> list[str]:
+        """Other prompts whose contexts this steer patches into a generation of `prompts` (none at alpha 0)."""
+        alphas = [self.alpha] if isinstance(self.alpha, (int, float)) else list(self.alpha)
+        if not any(alphas) or not hasattr(self.artifact, "text_prompts"):
+            return []
+        return self.artifact.text_prompts(list(prompts))
+
     def interventions(self, model, prompts: Sequence[str], steps: int, duration: float | None = None
                       ) -> list[Intervention]:
         self.artifact.check_model(model)
@@ -349,7 +356,7 @@ def encode_together(model, groups: Sequence[Sequence[str]], duration: float | No
     """``model.encode`` of each group of prompts, all at one text length where the family pads to its batch
     (:meth:`~tada.models.base.AudioModel.common_text_length`), so their contexts line up position by position."""
     everything = [p for g in groups for p in g]
-    with model.common_text_length(everything, duration):
+    with model.common_text_length(everything, duration):  # inside a generation's own one, the outer length wins
         return [model.encode(list(g), duration=duration) for g in groups]
 
 
@@ -375,3 +382,7 @@ class PromptMethod(Steering):
 
     def prompts_for(self, prompts: Sequence[str]) -> tuple[list[str], list[str]]:
         return self.concept.positive_negative(prompts, int(self.settings.get("template", 0)))
+
+    def text_prompts(self, prompts: Sequence[str]) -> list[str]:
+        pos, neg = self.prompts_for(prompts)
+        return pos + neg

@@ -82,8 +82,9 @@ class ConceptSliders(Steering):
 
         # states of real neutral trajectories, and the frozen targets at each of them
         record = RecordCalls()
-        model.generate(neutral, list(range(seed, seed + len(neutral))), steps=steps, interventions=[record])
-        c_pos, c_neg = encode_together(model, [pos, neg])
+        with model.common_text_length(neutral + pos + neg):  # so the three prompts' contexts fit each other
+            model.generate(neutral, list(range(seed, seed + len(neutral))), steps=steps, interventions=[record])
+            c_pos, c_neg = encode_together(model, [pos, neg])
         b = len(neutral)
         with torch.no_grad():
             targets = []

@@ -174,9 +174,15 @@ class AudioModel:
         steps, duration, guidance = self._settings(steps, duration, guidance)
         if not isinstance(steer, (list, tuple)):
             steer = [steer]
-        ivs = list(interventions) + [iv for s in steer for iv in steer_interventions(s, self, prompts, steps, duration)]
-        with torch.no_grad(), intervene(self, len(prompts), ivs, duration=duration):
-            wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
+        # prompt-level steers patch in other prompts' contexts: where the family pads text to its batch, the
+        # generation is encoded at the length of all of them (as one pipeline batch of them would be)
+        others = [p for s in steer for p in (s.text_prompts(prompts) if hasattr(s, "text_prompts") else [])]
+        length = self.common_text_length(prompts + others, duration) if others else contextlib.nullcontext()
+        with length:
+            ivs = list(interventions) + [iv for s in steer
+                                         for iv in steer_interventions(s, self, prompts, steps, duration)]
+            with torch.no_grad(), intervene(self, len(prompts), ivs, duration=duration):
+                wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
         if not torch.isfinite(wav).all():
             raise self._non_finite(prompts, seeds, steps, duration, guidance, ivs, steer)
         return Audio(wav.detach().float().cpu(), self.sample_rate)
