@@ -98,7 +98,7 @@ def test_save_load_round_trip_for_every_method(toy, artifacts, tmp_path):
         assert torch.equal(wave(toy, N, steer=[back.at(a)]), wave(toy, N, steer=[art.at(a)])), name
         header = json.loads(path.with_suffix(".json").read_text())
         assert header["model"] == "toy" and header["library_version"] == tada.__version__
-        sites = header["sites"] if "sites" in header else None
+        sites = header.get("sites")
         assert sites and all({"index", "name", "width"} <= set(s) for s in sites), name
 
 
@@ -271,7 +271,7 @@ def test_freesliders_prediction_by_hand(toy):
     wave(toy, [N, P, "a quiet flute"], [0, 0, 0], interventions=[Observe()], steps=1, guidance=1.0)
     (n_ext, steered), (n_plain, plain), (_, three) = calls
     assert n_ext == 4 and n_plain == 2 and steered.shape == plain.shape  # [uncond, cond] + [pos, neg] in one call
-    eps_n, eps_p, eps_g = three[0], three[1], three[2]
+    eps_p, eps_g = three[1], three[2]
     torch.testing.assert_close(steered[0], plain[0] + 2.0 * (eps_p - eps_g), rtol=0, atol=1e-4)
     torch.testing.assert_close(steered[1], plain[1] + 2.0 * (eps_p - eps_g), rtol=0, atol=1e-4)
     assert (eps_p - eps_g).abs().max() > 1e-2

@@ -65,7 +65,7 @@ def _with_prediction(output, pred: torch.Tensor):
     if isinstance(output, (tuple, list)):
         return type(output)([pred, *output[1:]])
     output.sample = pred
-    if hasattr(output, "keys") and "sample" in output.keys():
+    if hasattr(output, "keys") and "sample" in output:
         output["sample"] = pred
     return output
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -329,7 +329,6 @@ class MethodSteer:
     artifact: Any
     alpha: Any
     copy: Copy = "cond"
-    extra: dict = field(default_factory=dict)
 
     def text_prompts(self, prompts: Sequence[str]) -> list[str]:
         """Other prompts whose contexts this steer patches into a generation of `prompts` (none at alpha 0)."""
