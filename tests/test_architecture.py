@@ -26,7 +26,7 @@ ALLOWED = {
     "models": {"audio", "engine", "errors", "toy.world"},
     "localization": {"audio", "concepts", "engine", "errors", "evaluation", "models", "progress", "registry", "report",
                      "runs"},
-    "methods": {"audio", "concepts", "engine", "errors", "models", "progress", "runs", "sae", "tada"},
+    "methods": {"audio", "concepts", "engine", "errors", "localization", "models", "progress", "runs", "sae", "tada"},
     "experiments": {"audio", "concepts", "engine", "errors", "evaluation", "localization", "methods", "models",
                     "progress", "registry", "report", "runs", "sae", "tada"},
     "toy.training": {"audio", "errors", "evaluation", "models", "progress", "runs", "toy.world"},

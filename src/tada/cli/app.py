@@ -17,7 +17,8 @@ console = Console(highlight=False)
 MODEL = typer.Option("toy", "--model", "-m", help="toy (default, offline), tiny-*, a checkpoint alias or hub id")
 CONCEPTS = typer.Option(None, "--concepts", help="your own concepts (YAML/JSON), merged with the shipped catalogue")
 OVERWRITE = typer.Option(False, "--overwrite", help="start clean when OUT holds a run with other settings")
-UNITS = typer.Option("norm", "--units", help="alphas as multiples of the sites' frame norm (norm) or raw (raw)")
+UNITS = typer.Option("auto", "--units", help="alphas as multiples of the sites' frame norm (norm), raw (raw), or "
+                                              "auto: norm where every file records a frame norm, else raw")
 
 
 def say(text: str) -> None:
@@ -34,9 +35,14 @@ def ints(spec: str | None, option: str = "--layers") -> list[int] | None:
         raise TadaError(f"{option} expects comma-separated integers, e.g. 6,7; got {spec!r}") from err
 
 
-def check_units(units: str) -> str:
-    if units not in ("norm", "raw"):
-        raise TadaError(f"--units must be norm or raw; got {units!r}")
+def check_units(units: str, artifacts=()) -> str:
+    """`units` checked; "auto" becomes norm when every artifact records a frame norm, else raw."""
+    if units not in ("norm", "raw", "auto"):
+        raise TadaError(f"--units must be norm, raw or auto; got {units!r}")
+    if units == "auto":
+        return "norm" if all(a.meta.get("frame_norm") for a in artifacts) else "raw"
+    for a in artifacts:
+        a.strength(1.0, units)  # a file whose strengths cannot be given in these units is refused here
     return units
 
 

@@ -49,7 +49,7 @@ def evaluate(
     aesthetics: bool = typer.Option(False, help="Audiobox Aesthetics CE, CU, PC, PQ (optional extra)"),
     alphas: Optional[str] = typer.Option(None, help="in --units (default -2:2:0.5 in norm units; with --paper the "
                                                     "paper's raw -100:100:10)"),
-    units: Optional[str] = typer.Option(None, "--units", help="norm (default) or raw (default with --paper)"),
+    units: Optional[str] = typer.Option(None, "--units", help="norm (default), raw (default with --paper) or auto"),
     prompts: int = typer.Option(4, min=1, help="evaluation prompts (paper: 100)"),
     steps: Optional[int] = typer.Option(None),
     paper: bool = typer.Option(
@@ -94,7 +94,7 @@ def evaluate(
     if grid is not None:
         settings.alphas = grid
     if units is not None:
-        settings.units = units
+        settings.units = check_units(units, list(sae_vecs.values()))
     lp = None
     if lpaps is not None:
         from tada.evaluation.lpaps import LPAPS

@@ -52,7 +52,8 @@ def caa(
 
 @app.command()
 def steer(
-    vector: list[Path] = typer.Option(..., "--vector", "-v", help="saved steering vector(s); several compose"),
+    vector: list[Path] = typer.Option(..., "--vector", "-v", help="saved steering file(s) of any method; several "
+                                      "compose"),
     model: str = MODEL,
     prompt: list[str] = typer.Option(["a jazz piece"], "--prompt", "-p", help="prompt(s) to steer"),
     alphas: str = typer.Option("-2:2:0.5", help="start:stop:step or a comma list, in --units"),
@@ -65,7 +66,7 @@ def steer(
     """Alpha sweep: one WAV per prompt, seed and alpha (resumable)."""
     import tada
     from tada.experiments.alpha_sweep import alpha_sweep, parse_alphas
-    from tada.methods.vector import SteeringVector
+    from tada.methods.base import load
     from tada.models.base import check_prompts
     from tada.runs import check_output_dir
 
@@ -73,15 +74,14 @@ def steer(
     check_units(units)
     check_prompts(prompt)
     check_output_dir(out)
-    vecs = [SteeringVector.load(v) for v in vector]
-    for v in vecs:
-        v.strength(1.0, units)  # a vector without a measured frame norm is refused before the model loads
+    vecs = [load(v) for v in vector]
+    units = check_units(units, vecs)
     m = tada.load(model)
     for v in vecs:
         v.check_model(m)
     index = alpha_sweep(m, vecs, prompt, grid, out, seeds=seed_list, steps=steps, overwrite=overwrite, units=units)
     failed = int((index.status != "ok").sum())
-    say(f"wrote {len(index) - failed} files under {out}/audio and {out}/index.csv"
+    say(f"wrote {len(index) - failed} files under {out}/audio and {out}/index.csv (alphas in {units} units)"
         + (f"; {failed} cells went non-finite (see index.csv)" if failed else ""))
 
 

@@ -54,9 +54,21 @@ class Generation:
         self.duration = duration
         self.timestep: float | None = None
         self.step = -1
+        #: conditional copies of the batch appended to the current denoiser call by
+        #: :class:`~tada.engine.passes.ExtraPasses` (0 outside such a call)
+        self.extra_copies = 0
 
     def rows(self, n_rows: int, copy: Copy, samples: Sequence[int] | None = None) -> list[int]:
-        return self.model.guidance_layout.rows(n_rows, self.batch, copy, samples)
+        """Denoiser rows of guidance copy `copy` for the chosen samples. Extra conditional copies appended
+        to this call (:attr:`extra_copies`) follow the pipeline's own rows and count as "cond"."""
+        if not self.extra_copies:
+            return self.model.guidance_layout.rows(n_rows, self.batch, copy, samples)
+        base = n_rows - self.extra_copies * self.batch
+        rows = self.model.guidance_layout.rows(base, self.batch, copy, samples)
+        if copy in ("cond", "all"):
+            chosen = range(self.batch) if samples is None else samples
+            rows += [base + j * self.batch + s for j in range(self.extra_copies) for s in chosen]
+        return rows
 
     def frames(self, site: Site) -> slice:
         """The positions of `site`'s output that are audio frames in this generation."""
@@ -130,7 +142,8 @@ class Capture(Intervention):
 
         def hook(module, args, output):
             out = output[0] if isinstance(output, tuple) else output
-            rows = gen.rows(out.shape[0], self.copy)
+            # the pipeline's own rows only: extra passes appended to the call (ExtraPasses) are not recorded
+            rows = gen.model.guidance_layout.rows(out.shape[0] - gen.extra_copies * gen.batch, gen.batch, self.copy)
             rec = out[rows].detach()
             if self.reduce == "frames":
                 rec = rec[:, frames].float().mean(dim=1)

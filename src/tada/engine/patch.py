@@ -87,12 +87,15 @@ class PatchContext(Intervention):
         list with one collection per sample (so one batch can patch a different layer in every row).
     copy: the guidance copy patched, "cond" (default), "uncond" or "all". The unconditional copy is
         patched with the source's unconditional context.
+    start: the first denoising step (0-based denoiser call) at which the patch applies, one for every
+        sample or one per sample; before it the sites keep their own context (a prompt switch mid-way).
     """
 
-    def __init__(self, source: Conditioning, sites, copy: Copy = "cond"):
+    def __init__(self, source: Conditioning, sites, copy: Copy = "cond", start: int | Sequence[int] = 0):
         self.source = source
         self.sites = sites
         self.copy = check_copy(copy)
+        self.start = start
 
     def _per_sample_sites(self, gen: Generation) -> list[list[int]]:
         sites = self.sites
@@ -109,22 +112,28 @@ class PatchContext(Intervention):
         src = self.source
         if len(src) not in (1, batch):
             raise TadaError(f"the source conditioning has {len(src)} rows; expected 1 or {batch}")
+        starts = [self.start] * batch if isinstance(self.start, int) else list(self.start)
+        if len(starts) != batch or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in starts):
+            raise TadaError(f"start must be a step >= 0, or one per sample of the batch of {batch}; got {self.start!r}")
         handles = []
         for site in model.sites:
             samples = [b for b in range(batch) if site.index in per_sample[b]]
             if not samples:
                 continue
-            hook = self._make_hook(gen, site, samples)
+            hook = self._make_hook(gen, site, samples, starts)
             handles.append(site.module.register_forward_pre_hook(hook, with_kwargs=True))
         return handles
 
-    def _make_hook(self, gen: Generation, site: Site, samples: list[int]):
+    def _make_hook(self, gen: Generation, site: Site, all_samples: list[int], starts: list[int]):
         src = self.source
         mask_key = gen.model.mask_kwarg
-        plans: dict[tuple, list] = {}  # per (rows, tokens, mask convention): what to write, built once
+        plans: dict[tuple, list] = {}  # per (samples, rows, tokens, mask convention): what to write, built once
 
         def plan(n: int, length: int, mask):
-            key = (n, length, None if mask is None else (mask.dtype, tuple(mask.shape[1:])))
+            samples = [b for b in all_samples if gen.step >= starts[b]]
+            key = (tuple(samples), n, length, None if mask is None else (mask.dtype, tuple(mask.shape[1:])))
+            if not samples:
+                plans[key] = []
             if key not in plans:
                 steps = []
                 for kind in ("cond", "uncond"):

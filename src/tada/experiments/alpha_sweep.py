@@ -50,10 +50,17 @@ def sweep_settings(model: AudioModel, vectors: Sequence[SteeringVector], steps: 
                    duration: float | None, batch_size: int, copy: Copy, window, units: Units) -> dict:
     """What shapes every file of a sweep (the run folder's manifest); prompts, seeds and alphas key each file."""
     return {"model": model.name, "vectors": [v.content_hash() for v in vectors],
-            "vector_meta": [v.meta for v in vectors], "steps": steps or model.default_steps,
+            "vector_meta": [v.meta if isinstance(v, SteeringVector) else _describe(v) for v in vectors],
+            "steps": steps or model.default_steps,
             "guidance": guidance if guidance is not None else model.default_guidance,
             "duration": duration if duration is not None else model.default_duration,
             "batch_size": batch_size, "copy": copy, "window": list(window) if window else None, "units": units}
+
+
+def _describe(artifact) -> dict:
+    """What a manifest records of a method artifact (its content hash pins the rest)."""
+    return {"method": artifact.method, "concept": artifact.concept.name if artifact.concept else None,
+            "settings": artifact.settings}
 
 
 def wav_name(prompt_index: int, seed: int, alpha: float, key: str) -> str:
@@ -61,15 +68,18 @@ def wav_name(prompt_index: int, seed: int, alpha: float, key: str) -> str:
     return f"p{prompt_index:03d}_s{seed}_a{alpha:+g}_{key[:10]}.wav"
 
 
-def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVector], prompts: Sequence[str],
+def alpha_sweep(model: AudioModel, vectors, prompts: Sequence[str],
                 alphas: Sequence[float], out: str | Path, seeds: Sequence[int] = (0,), steps: int | None = None,
                 guidance: float | None = None, batch_size: int = 8, copy: Copy = "cond",
                 window: tuple[float, float] | None = None, duration: float | None = None,
                 overwrite: bool = False, units: Units = "raw") -> pd.DataFrame:
     """Generate every (prompt, seed) at every alpha, all vectors at the same alpha, into ``out/audio``.
 
-    alphas are in `units` ("raw", or "norm": multiples of each vector's measured frame norm, see
-    :meth:`SteeringVector.at`). The same seed is used at every alpha, so alpha = 0 is the unsteered reference of each row. ``out`` is a
+    vectors: steering artifacts of any method (:mod:`tada.methods.base`), CAA/SAE vectors included; alphas are
+    in `units` ("raw", or "norm": multiples of each artifact's measured frame norm, see
+    :meth:`SteeringVector.at`).
+
+    The same seed is used at every alpha, so alpha = 0 is the unsteered reference of each row. ``out`` is a
     :class:`~tada.runs.RunFolder`: a file is reused only when it was made with these settings for the same
     prompt, seed and alpha (a killed sweep resumes; a rerun with other settings refuses, or starts clean with
     `overwrite`). A batch whose audio goes non-finite is retried one generation at a time, and a generation
@@ -78,7 +88,7 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
     (prompt_index, prompt, seed, alpha, path, status, error).
     """
     prompts = check_prompts(prompts)
-    vectors = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
+    vectors = [vectors] if hasattr(vectors, "at") else list(vectors)
     if not vectors:
         raise TadaError("give at least one steering vector")
     for v in vectors:
@@ -95,7 +105,7 @@ def alpha_sweep(model: AudioModel, vectors: SteeringVector | Sequence[SteeringVe
         for j, k in todo:
             by_alpha.setdefault(j[3], []).append((j, k))
         for alpha, group in by_alpha.items():
-            steer = [v.at(alpha, copy=copy, window=window, units=units) for v in vectors] if alpha != 0 else []
+            steer = [v.at(v.strength(alpha, units), copy=copy, window=window) for v in vectors] if alpha != 0 else []
             for start in range(0, len(group), batch_size):
                 chunk = group[start:start + batch_size]
                 for record in _generate_cells(model, chunk, steer, steps, guidance, duration, run):

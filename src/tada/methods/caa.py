@@ -105,3 +105,23 @@ def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: 
             "seeds": seeds, "steps": steps or model.default_steps, "per_step": per_step}
     meta["frame_norm"] = frame_norm(model, sites, pos[:1], steps)
     return SteeringVector(vectors, {s: model.sites[s].name for s in sites}, renorm=True, meta=meta)
+
+
+from tada.methods.base import choose_sites, concept_prompts, register  # noqa: E402
+
+
+@register("caa", "Contrastive Activation Addition: unit mean difference of frame-averaged site outputs over "
+          "contrastive pairs (eq. 2), added with ReNorm (eq. 3); optionally one vector per step",
+          cost="as plain: no extra denoiser rows")
+class CAA:
+    """CAA behind the common interface; the artifact is a :class:`~tada.methods.vector.SteeringVector`."""
+
+    @classmethod
+    def fit(cls, model: AudioModel, concept, sites=None, seeds: int | Sequence[int] = 1, steps: int | None = None,
+            per_step: bool = False, n_pairs: int | None = None, batch_size: int = 8, catalogue=None,
+            top_k: int = 2) -> SteeringVector:
+        cp = concept_prompts(concept, n_pairs, catalogue)
+        sites = choose_sites(model, sites, top_k, cp.name)
+        vec = fit(model, list(cp.pairs), sites, seeds=seeds, steps=steps, per_step=per_step, batch_size=batch_size)
+        vec.meta["concept"] = cp.name
+        return vec

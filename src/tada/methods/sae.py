@@ -120,3 +120,30 @@ def sae_vector(model: AudioModel, sae: TopKSAE, site: int, concept_or_pairs, tau
     meta["frame_norm"] = frame_norm(model, [site], [pairs[0][0]], steps)
     vec = SteeringVector({site: direction}, {site: model.sites[site].name}, renorm=False, meta=meta)
     return vec, table
+
+
+from tada.methods.base import choose_sites, concept_prompts, register  # noqa: E402
+
+
+@register("sae", "SAE features: TF-IDF scores of TopK-SAE latents on contrastive prompts (eq. 6), the decoder "
+          "columns of the top tau summed (eq. 7) and added without ReNorm (eq. 8)",
+          cost="as plain: no extra denoiser rows")
+class SAE:
+    """SAE steering behind the common interface (``sae``: a TopKSAE or its folder, on exactly one site)."""
+
+    @classmethod
+    def fit(cls, model: AudioModel, concept, sites=None, sae=None, tau: int = 20, seeds: Sequence[int] = (0,),
+            steps: int | None = None, n_pairs: int | None = None, batch_size: int = 8, catalogue=None,
+            top_k: int = 1) -> SteeringVector:
+        if sae is None:
+            raise TadaError("SAE steering needs a trained SAE (sae=folder); train one with `tada sae train`")
+        if not isinstance(sae, TopKSAE):
+            sae = TopKSAE.load(sae)
+        cp = concept_prompts(concept, n_pairs, catalogue)
+        chosen = choose_sites(model, sites, top_k, cp.name)
+        if len(chosen) != 1:
+            raise TadaError(f"an SAE reads exactly one site; got sites {chosen}")
+        vec, _ = sae_vector(model, sae, chosen[0], list(cp.pairs), tau=tau, seeds=list(seeds), steps=steps,
+                            batch_size=batch_size)
+        vec.meta["concept"] = cp.name
+        return vec

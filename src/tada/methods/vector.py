@@ -31,6 +31,19 @@ def frame_norm(model, sites: Sequence[int], prompts: Sequence[str], steps: int |
     return float(torch.cat(norms).median())
 
 
+def raw_strength(alpha: float | Sequence[float], units: Units, frame_norm: float | None, what: str):
+    """`alpha` in `units` as a raw strength: itself for "raw", times `frame_norm` for "norm" (refused where
+    `what` recorded no frame norm)."""
+    if units == "raw":
+        return alpha
+    if units != "norm":
+        raise TadaError(f"units must be 'raw' or 'norm'; got {units!r}")
+    if not frame_norm:
+        raise TadaError(f"{what} records no frame norm (its strength is not a multiple of one, or it was saved "
+                        "by an older tada): give raw strengths (units='raw', --units raw)")
+    return [a * frame_norm for a in alpha] if isinstance(alpha, (list, tuple)) else alpha * frame_norm
+
+
 def vector_path(path: str | Path) -> Path:
     """The .safetensors file of a vector named `path`: `path` itself if it ends so, else `path` + .safetensors
     (so a name with dots, "tempo.v2", is never cut at its last dot). Its metadata is the same name in .json."""
@@ -66,6 +79,10 @@ class SteeringVector:
     def sites(self) -> list[int]:
         return sorted(self.vectors)
 
+    @property
+    def method(self) -> str:
+        return self.meta.get("method", "caa")
+
     def content_hash(self) -> str:
         """A hash of everything that decides what this vector does: its tensors, sites and ReNorm."""
         from tada.runs import content_hash
@@ -84,15 +101,7 @@ class SteeringVector:
 
     def strength(self, alpha: float | Sequence[float], units: Units = "raw"):
         """`alpha` given in `units` as a raw strength (see :meth:`at`)."""
-        if units == "raw":
-            return alpha
-        if units != "norm":
-            raise TadaError(f"units must be 'raw' or 'norm'; got {units!r}")
-        unit = self.meta.get("frame_norm")
-        if not unit:
-            raise TadaError("this vector records no frame norm (it was saved by an older tada or built by hand): "
-                            "refit it, or give raw strengths (units='raw', --units raw)")
-        return [a * unit for a in alpha] if isinstance(alpha, (list, tuple)) else alpha * unit
+        return raw_strength(alpha, units, self.meta.get("frame_norm"), "this vector")
 
     def check_model(self, model) -> None:
         for idx, name in self.site_names.items():
@@ -118,6 +127,8 @@ class SteeringVector:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({f"site.{i}": v.contiguous().float() for i, v in self.vectors.items()}, str(path))
         meta = dict(self.meta, renorm=self.renorm, site_names={str(k): v for k, v in self.site_names.items()},
+                    sites=[{"index": i, "name": self.site_names[i], "width": int(self.vectors[i].shape[-1])}
+                           for i in self.sites],
                     library_version=tada.__version__)
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return path
@@ -143,6 +154,7 @@ class SteeringVector:
         if set(names) != set(vectors):
             raise TadaError(f"{path}: sites in the tensors {sorted(vectors)} and metadata {sorted(names)} differ")
         meta.pop("library_version", None)
+        meta.pop("sites", None)
         vec = cls(vectors, names, bool(meta.pop("renorm", True)), meta)
         if model is not None:
             vec.check_model(model)
@@ -158,6 +170,10 @@ class Steer:
     copy: Copy = "cond"
     window: tuple[float, float] | None = None
     samples: Sequence[int] | None = None
+
+    def interventions(self, model, prompts=None, steps=None, duration=None) -> list:
+        """The engine interventions of this steer (what ``model.generate(steer=[...])`` installs)."""
+        return [self.intervention(model)]
 
     def intervention(self, model) -> AddVector:
         self.vector.check_model(model)

@@ -166,17 +166,24 @@ class AudioModel:
         """Generate one waveform per prompt, row ``b`` from ``torch.Generator().manual_seed(seeds[b])``.
 
         interventions: :mod:`tada.engine.hooks` objects (PatchContext, Capture, AddVector).
-        steer: steering vectors at a strength, ``[vector.at(alpha), ...]`` (see :mod:`tada.methods.vector`);
-            several compose (their additions are applied one after the other at each site).
+        steer: steering artifacts at a strength, ``[artifact.at(alpha), ...]``, of any method (see
+            :mod:`tada.methods.base`): objects with ``interventions(model, prompts, steps, duration)``; several
+            compose (their interventions act one after the other at each site).
         """
         prompts = check_prompts(prompts)
         seeds = check_seeds(seeds, len(prompts))
         steps, duration, guidance = self._settings(steps, duration, guidance)
         if not isinstance(steer, (list, tuple)):
             steer = [steer]
-        ivs = list(interventions) + [s.intervention(self) for s in steer]
-        with torch.no_grad(), intervene(self, len(prompts), ivs, duration=duration):
-            wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
+        # prompt-level steers patch in other prompts' contexts: where the family pads text to its batch, the
+        # generation is encoded at the length of all of them (as one pipeline batch of them would be)
+        others = [p for s in steer for p in (s.text_prompts(prompts) if hasattr(s, "text_prompts") else [])]
+        length = self.common_text_length(prompts + others, duration) if others else contextlib.nullcontext()
+        with length:
+            ivs = list(interventions) + [iv for s in steer
+                                         for iv in s.interventions(self, prompts, steps, duration)]
+            with torch.no_grad(), intervene(self, len(prompts), ivs, duration=duration):
+                wav = self._pipeline_call(prompts, self._generators(seeds), steps, duration, guidance)
         if not torch.isfinite(wav).all():
             raise self._non_finite(prompts, seeds, steps, duration, guidance, ivs, steer)
         return Audio(wav.detach().float().cpu(), self.sample_rate)
