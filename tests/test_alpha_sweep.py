@@ -67,3 +67,21 @@ def test_a_non_finite_cell_is_recorded_and_the_sweep_goes_on(model, tmp_path):
     kept, audio = load_sweep(tmp_path)
     assert len(kept) == 4 and torch.isfinite(audio.waveform).all()
     assert not any("e+38" in p.name for p in (tmp_path / "audio").iterdir())
+
+
+def test_silent_and_constant_generations_are_flagged(model, tmp_path, monkeypatch):
+    from tada.experiments.alpha_sweep import audio_flag
+
+    assert audio_flag(torch.zeros(1, 100)) == "silent" and audio_flag(torch.full((1, 100), 0.5)) == "constant"
+    assert audio_flag(torch.linspace(-0.5, 0.5, 100)[None]) == ""
+    real = model.generate
+
+    def quiet(*args, **kwargs):  # a model whose output is near silence
+        audio = real(*args, **kwargs)
+        audio.waveform.mul_(1e-6)
+        return audio
+
+    monkeypatch.setattr(model, "generate", quiet)
+    with pytest.warns(UserWarning, match="is silent"):
+        index = alpha_sweep(model, vector(model, 0), ["a song"], [0.0, 1.0], tmp_path, steps=2)
+    assert list(index.flag) == ["silent", "silent"] and list(index.status) == ["ok", "ok"]

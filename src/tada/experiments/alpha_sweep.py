@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from tada.audio import Audio
 from tada.engine import Copy
@@ -84,8 +85,8 @@ def alpha_sweep(model: AudioModel, vectors, prompts: Sequence[str],
     prompt, seed and alpha (a killed sweep resumes; a rerun with other settings refuses, or starts clean with
     `overwrite`). A batch whose audio goes non-finite is retried one generation at a time, and a generation
     that stays non-finite is recorded as a failed cell (``status`` = ``nonfinite`` and ``error``, no file)
-    while the sweep goes on. Returns and writes ``out/index.csv``
-    (prompt_index, prompt, seed, alpha, path, status, error).
+    while the sweep goes on; a silent or constant generation is written but flagged (``flag``) with a warning.
+    Returns and writes ``out/index.csv`` (prompt_index, prompt, seed, alpha, path, status, error, flag).
     """
     prompts = check_prompts(prompts)
     vectors = [vectors] if hasattr(vectors, "at") else list(vectors)
@@ -113,7 +114,7 @@ def alpha_sweep(model: AudioModel, vectors, prompts: Sequence[str],
                     done[record["key"]] = record
                 bar.advance(len(chunk))
     index = pd.DataFrame([{"prompt_index": i, "prompt": p, "seed": s, "alpha": a, "path": done[k]["path"],
-                           "status": done[k]["status"], "error": done[k]["error"]}
+                           "status": done[k]["status"], "error": done[k]["error"], "flag": done[k].get("flag", "")}
                           for (i, p, s, a), k in zip(jobs, keys)])
     run.write_table("index.csv", index)
     return index
@@ -137,7 +138,21 @@ def _generate_cells(model: AudioModel, chunk: list, steer: list, steps, guidance
         final = run.file(Path("audio") / wav_name(i, s, a, key))
         (partial,) = audio[row].save(final.parent, [final.stem + ".partial"])
         partial.replace(final)  # a kill mid-write leaves no file that looks finished
-        yield {"key": key, "path": str(final.relative_to(run.path)), "status": "ok", "error": None}
+        flag = audio_flag(audio.waveform[row])
+        if flag:
+            warnings.warn(f"alpha sweep: the cell prompt {i}, seed {s}, alpha {a:g} is {flag}: scores of it mean "
+                          "nothing", stacklevel=3)
+        yield {"key": key, "path": str(final.relative_to(run.path)), "status": "ok", "error": None, "flag": flag}
+
+
+def audio_flag(wave: torch.Tensor, silence: float = 1e-4) -> str:
+    """"silent" when the peak is below `silence` (full scale 1), "constant" when every sample is the same
+    non-zero value, else "" : a generation whose scores mean nothing."""
+    if wave.abs().max() < silence:
+        return "silent"
+    if wave.std() == 0:
+        return "constant"
+    return ""
 
 
 def load_sweep(out: str | Path) -> tuple[pd.DataFrame, Audio]:
