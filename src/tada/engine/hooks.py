@@ -45,6 +45,18 @@ def _check_finite(name: str, value: torch.Tensor | float) -> None:
         raise TadaError(f"{name} must be finite; got a value with NaN or inf")
 
 
+def sample_strengths(alpha, per_site: dict, what: str) -> torch.Tensor:
+    """`alpha` (one number or one per sample) as a float64 tensor, after checking it and the per-site tensors
+    of an intervention (`what` names them in messages) are finite."""
+    alphas = torch.as_tensor(alpha, dtype=torch.float64)
+    if alphas.ndim > 1:
+        raise TadaError(f"alpha must be a number or one number per sample; got shape {tuple(alphas.shape)}")
+    _check_finite("alpha", alphas)
+    for idx, t in per_site.items():
+        _check_finite(f"{what} for site {idx}", t)
+    return alphas
+
+
 class Generation:
     """The state of one generation under interventions: model, batch, duration, current timestep and step."""
 
@@ -186,12 +198,7 @@ class AddVector(Intervention):
                  window: tuple[float, float] | None = None):
         if not vectors:
             raise TadaError("AddVector needs at least one {site: vector}")
-        alphas = torch.as_tensor(alpha, dtype=torch.float64)
-        if alphas.ndim > 1:
-            raise TadaError(f"alpha must be a number or one number per sample; got shape {tuple(alphas.shape)}")
-        _check_finite("alpha", alphas)
-        for idx, v in vectors.items():
-            _check_finite(f"steering vector for site {idx}", v)
+        alphas = sample_strengths(alpha, vectors, "steering vector")
         if window is not None:
             lo, hi = window
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from tada.engine.hooks import Generation, Intervention, _check_finite
-from tada.engine.patch import Conditioning, _fit_source
+from tada.engine.patch import Conditioning, _fit_source, with_contexts
 from tada.engine.sites import Site
 from tada.errors import TadaError
 
@@ -174,16 +174,7 @@ class ExtraPasses(Intervention):
                     start = base + (first + j) * b
                     steps.append((slice(start, start + b), s_ctx, s_mask))
                 plans[key] = steps
-            new_ctx, new_mask = ctx.clone(), None if mask is None else mask.clone()
-            for rows, s_ctx, s_mask in plans[key]:
-                new_ctx[rows] = s_ctx.to(ctx.device, ctx.dtype)
-                if new_mask is not None:
-                    new_mask[rows] = s_mask.to(new_mask.device, new_mask.dtype)
-            kwargs = dict(kwargs)
-            kwargs["encoder_hidden_states"] = new_ctx
-            if new_mask is not None:
-                kwargs[mask_key] = new_mask
-            return args, kwargs
+            return args, with_contexts(kwargs, ctx, mask, mask_key, plans[key])
 
         return hook
 

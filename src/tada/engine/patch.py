@@ -156,18 +156,26 @@ class PatchContext(Intervention):
             steps = plan(ctx.shape[0], ctx.shape[1], mask)
             if not steps:
                 return None
-            new_ctx, new_mask = ctx.clone(), None if mask is None else mask.clone()
-            for rows, s_ctx, s_mask in steps:
-                new_ctx[rows.to(ctx.device)] = s_ctx.to(ctx.device, ctx.dtype)
-                if new_mask is not None:
-                    new_mask[rows.to(ctx.device)] = s_mask.to(new_mask.device, new_mask.dtype)
-            kwargs = dict(kwargs)
-            kwargs["encoder_hidden_states"] = new_ctx
-            if new_mask is not None:
-                kwargs[mask_key] = new_mask
-            return args, kwargs
+            return args, with_contexts(kwargs, ctx, mask, mask_key, steps)
 
         return hook
+
+
+def with_contexts(kwargs: dict, ctx: torch.Tensor, mask: torch.Tensor | None, mask_key: str | None,
+                  writes: list) -> dict:
+    """A site's keyword arguments with `writes` (rows, context, mask) written into copies of its context and
+    mask (the originals are left as the pipeline made them)."""
+    new_ctx, new_mask = ctx.clone(), None if mask is None else mask.clone()
+    for rows, s_ctx, s_mask in writes:
+        rows = rows.to(ctx.device) if isinstance(rows, torch.Tensor) else rows
+        new_ctx[rows] = s_ctx.to(ctx.device, ctx.dtype)
+        if new_mask is not None:
+            new_mask[rows] = s_mask.to(new_mask.device, new_mask.dtype)
+    kwargs = dict(kwargs)
+    kwargs["encoder_hidden_states"] = new_ctx
+    if new_mask is not None:
+        kwargs[mask_key] = new_mask
+    return kwargs
 
 
 def _keep_mask(mask: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tada.engine.hooks import Generation, Intervention, _check_finite, _contiguous
+from tada.engine.hooks import Generation, Intervention, _contiguous, sample_strengths
 from tada.engine.sites import Copy, Site, check_copy, resolve_site
 from tada.errors import TadaError
 
@@ -27,12 +27,7 @@ class ScaleFeatures(Intervention):
                  samples: Sequence[int] | None = None):
         if not scales:
             raise TadaError("ScaleFeatures needs at least one {site: scale}")
-        alphas = torch.as_tensor(alpha, dtype=torch.float64)
-        if alphas.ndim > 1:
-            raise TadaError(f"alpha must be a number or one number per sample; got shape {tuple(alphas.shape)}")
-        _check_finite("alpha", alphas)
-        for idx, s in scales.items():
-            _check_finite(f"feature scale for site {idx}", s)
+        alphas = sample_strengths(alpha, scales, "feature scale")
         self.scales, self.alphas, self.copy, self.samples = scales, alphas, check_copy(copy), samples
 
     def install(self, gen: Generation):
