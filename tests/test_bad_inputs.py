@@ -94,6 +94,12 @@ CASES = [
  (["demo", "-p", "", "--out", "OUT"], "prompt 0 is empty"),
  (["demo", "--out", "AFILE"], "is a file; name a folder"),
  (["table", "missing.csv", "--out", "OUT"], "results file missing.csv does not exist"),
+ # methods
+ (["fit", "--method", "nope", "-c", "tempo", "--out", "OUT/v"], "no steering method 'nope'"),
+ (["fit", "--method", "caa", "-c", "tempo", "--set", "bogus=1", "--out", "OUT/v"], "caa has no setting bogus"),
+ (["fit", "--method", "pci", "-c", "tempo", "--set", "bogus=1", "--out", "OUT/v"], "pci has no setting bogus"),
+ (["fit", "--method", "caa", "--positive", "fast", "--out", "OUT/v"], "both --positive and --negative"),
+ (["fit", "--method", "caa", "-c", "tempo", "--layers", "x", "--out", "OUT/v"], "--layers expects comma-separated"),
 ]
 
 

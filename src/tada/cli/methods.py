@@ -36,6 +36,19 @@ def parse_settings(items: list[str]) -> dict:
     return out
 
 
+def check_settings(fit, method: str, options: dict) -> None:
+    """Refuse a --set key that `fit` does not take (a fit with **settings checks its own)."""
+    import inspect
+
+    params = inspect.signature(fit).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n in params if n not in ("cls", "model", "concept", "sites", "top_k", "catalogue")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TadaError(f"{method} has no setting {', '.join(unknown)}; its settings are {', '.join(known) or 'none'}")
+
+
 def parse_layers(spec: str, top_k: int):
     """"all", comma-separated site indices, or a LayerImpact CSV (its top `top_k` sites)."""
     if spec.strip() == "all":
@@ -91,11 +104,9 @@ def fit(
         subject = (positive, negative) + ((neutral,) if neutral else ())
     sites = parse_layers(layers, top_k)
     options = parse_settings(settings)
+    check_settings(info.cls.fit, method, options)
     path = check_vector_out(out)
     m = tada.load(model)
-    try:
-        art = info.cls.fit(m, subject, sites=sites, top_k=top_k, **options)
-    except TypeError as err:
-        raise TadaError(f"{method}: {err}") from err
+    art = info.cls.fit(m, subject, sites=sites, top_k=top_k, **options)
     art.save(path)
     say(f"wrote {path} ({method}, sites {art.sites})")
