@@ -65,7 +65,8 @@ def methods() -> dict[str, MethodInfo]:
 
     for mod in _MODULES:
         importlib.import_module(f"tada.methods.{mod}")
-    return METHODS
+    order = {f"tada.methods.{mod}": i for i, mod in enumerate(_MODULES)}  # not the order they were imported in
+    return dict(sorted(METHODS.items(), key=lambda kv: (order.get(kv[1].cls.__module__, len(order)), kv[0])))
 
 
 def method(name: str) -> MethodInfo:
