@@ -132,3 +132,13 @@ def test_strengths_in_frame_norm_units():
         bare.at(1.0, units="norm")
     with pytest.raises(TadaError, match="units must be 'raw' or 'norm'"):
         vec.at(1.0, units="sigma")
+
+
+def test_a_vector_name_with_dots_keeps_its_name(tmp_path):
+    model = tada.load("tiny-stable-audio")
+    vec = SteeringVector({1: torch.ones(model.sites[1].dim)}, {1: model.sites[1].name}, meta={"model": model.name})
+    a = vec.save(tmp_path / "tempo.v2")
+    b = vec.save(tmp_path / "tempo.v3.safetensors")
+    assert a.name == "tempo.v2.safetensors" and b.name == "tempo.v3.safetensors"
+    assert (tmp_path / "tempo.v2.json").exists() and (tmp_path / "tempo.v3.json").exists()
+    assert torch.equal(SteeringVector.load(tmp_path / "tempo.v2").vectors[1], vec.vectors[1])

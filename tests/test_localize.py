@@ -184,3 +184,11 @@ def test_ace_step_sweeps_a_pair_of_unequal_token_lengths(ace_step, small):
     merged = batched.merge(pd.DataFrame(naive), on="layer", suffixes=("", "_naive"))
     assert len(merged) == n + 2
     np.testing.assert_allclose(merged.sim, merged.sim_naive, rtol=0, atol=1e-5)
+
+
+def test_fewer_pairs_than_asked_is_said(small, tmp_path):
+    model, scorer = small
+    corpus = tmp_path / "captions.csv"
+    corpus.write_text("caption\na fast song with piano\na calm song\n")
+    with pytest.warns(UserWarning, match="yields 1 counterfactual pairs, fewer than the 8 asked for"):
+        tada.localize(model, "tempo", n_pairs=8, seeds=1, scorer=scorer, captions=corpus, n_boot=10)
