@@ -160,6 +160,19 @@ def _midi_hz(m):
     return 440.0 * 2.0 ** ((np.asarray(m, dtype=np.float64) - 69.0) / 12.0)
 
 
+def _drum_kit(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One clip's kick (pitch-swept sine), snare (band noise and a 190 Hz tone) and hi-hat (6.5-7.8 kHz noise)."""
+    kick_n = int(0.25 * SAMPLE_RATE)
+    t = np.arange(kick_n) / SAMPLE_RATE
+    kick = np.sin(2 * np.pi * np.cumsum(50 + 100 * np.exp(-t * 30)) / SAMPLE_RATE) * np.exp(-t * 12)
+    snare_n = int(0.18 * SAMPLE_RATE)
+    ts = np.arange(snare_n) / SAMPLE_RATE
+    snare = (0.7 * _band_noise(rng, snare_n, 1000, 6000) + 0.4 * np.sin(2 * np.pi * 190 * ts)) * np.exp(-ts * 20)
+    hat_n = int(0.06 * SAMPLE_RATE)
+    hat = _band_noise(rng, hat_n, 6500, 7800) * np.exp(-np.arange(hat_n) / SAMPLE_RATE * 60)
+    return kick, snare, hat
+
+
 def _harmonic_amps(instrument: str, f0: float, bright: float) -> np.ndarray:
     """Harmonic amplitudes (1..K) of an instrument's steady spectrum; `bright` scales the rolloff."""
     k = np.arange(1, 25, dtype=np.float64)
@@ -321,14 +334,7 @@ def render(attrs: Attributes, seed: int) -> np.ndarray:
             i += length
     # percussion
     if "drums" in attrs.instruments:
-        kick_n = int(0.25 * SAMPLE_RATE)
-        t = np.arange(kick_n) / SAMPLE_RATE
-        kick = np.sin(2 * np.pi * np.cumsum(50 + 100 * np.exp(-t * 30)) / SAMPLE_RATE) * np.exp(-t * 12)
-        snare_n = int(0.18 * SAMPLE_RATE)
-        ts = np.arange(snare_n) / SAMPLE_RATE
-        snare = (0.7 * _band_noise(rng, snare_n, 1000, 6000) + 0.4 * np.sin(2 * np.pi * 190 * ts)) * np.exp(-ts * 20)
-        hat_n = int(0.06 * SAMPLE_RATE)
-        hat = _band_noise(rng, hat_n, 6500, 7800) * np.exp(-np.arange(hat_n) / SAMPLE_RATE * 60)
+        kick, snare, hat = _drum_kit(rng)
         for i in range(n_steps):
             if i % 8 in groove["kick"]:
                 _add(out, step_time(i), kick, 0.9)

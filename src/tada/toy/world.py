@@ -40,6 +40,7 @@ from tada.toy.synth import (
     Attributes,
     _add,
     _band_noise,
+    _drum_kit,
     _envelope,
     _midi_hz,
     _note,
@@ -201,14 +202,7 @@ def render(attrs: Attributes, seed: int, nuisance: Nuisance | None = None, num_s
             _add(out, step_time(i), _vowel(f0, eighth * length * 0.95, vowel, FORMANT_SCALE[attrs.vocal]), g_vocal)
             i += length
     if "drums" in attrs.instruments:
-        kick_n = int(0.25 * SAMPLE_RATE)
-        t = np.arange(kick_n) / SAMPLE_RATE
-        kick = np.sin(2 * np.pi * np.cumsum(50 + 100 * np.exp(-t * 30)) / SAMPLE_RATE) * np.exp(-t * 12)
-        snare_n = int(0.18 * SAMPLE_RATE)
-        ts = np.arange(snare_n) / SAMPLE_RATE
-        snare = (0.7 * _band_noise(rng, snare_n, 1000, 6000) + 0.4 * np.sin(2 * np.pi * 190 * ts)) * np.exp(-ts * 20)
-        hat_n = int(0.06 * SAMPLE_RATE)
-        hat = _band_noise(rng, hat_n, 6500, 7800) * np.exp(-np.arange(hat_n) / SAMPLE_RATE * 60)
+        kick, snare, hat = _drum_kit(rng)
         for i in range(n_steps):
             if i % 8 in groove["kick"]:
                 _add(out, step_time(i), kick, accent(i) * g_drums)
