@@ -57,6 +57,21 @@ def sample_strengths(alpha, per_site: dict, what: str) -> torch.Tensor:
     return alphas
 
 
+def steered_samples(gen: "Generation", alphas: torch.Tensor, samples: Sequence[int] | None
+                    ) -> tuple[torch.Tensor, list[int]]:
+    """One strength per sample of the generation, and the chosen samples (all by default) whose strength is not
+    0 (a sample at 0 is left untouched, bit for bit)."""
+    batch = gen.batch
+    if alphas.ndim == 1 and len(alphas) != batch:
+        raise TadaError(f"got {len(alphas)} alphas for a batch of {batch} prompts")
+    alphas = alphas.expand(batch) if alphas.ndim == 0 else alphas
+    samples = list(range(batch)) if samples is None else list(samples)
+    for s in samples:
+        if not 0 <= s < batch:
+            raise TadaError(f"sample {s} is out of range for a batch of {batch}")
+    return alphas, [s for s in samples if alphas[s] != 0]
+
+
 class Generation:
     """The state of one generation under interventions: model, batch, duration, current timestep and step."""
 
@@ -207,15 +222,8 @@ class AddVector(Intervention):
         self.copy, self.samples, self.window = check_copy(copy), samples, window
 
     def install(self, gen: Generation):
-        model, batch = gen.model, gen.batch
-        if self.alphas.ndim == 1 and len(self.alphas) != batch:
-            raise TadaError(f"got {len(self.alphas)} alphas for a batch of {batch} prompts")
-        alphas = self.alphas.expand(batch) if self.alphas.ndim == 0 else self.alphas
-        samples = list(range(batch)) if self.samples is None else list(self.samples)
-        for s in samples:
-            if not 0 <= s < batch:
-                raise TadaError(f"sample {s} is out of range for a batch of {batch}")
-        samples = [s for s in samples if alphas[s] != 0]
+        model = gen.model
+        alphas, samples = steered_samples(gen, self.alphas, self.samples)
         handles = []
         for idx, vec in self.vectors.items():
             site = model.sites[resolve_site(model.sites, idx, model.name)]

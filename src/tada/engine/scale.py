@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tada.engine.hooks import Generation, Intervention, _contiguous, sample_strengths
+from tada.engine.hooks import Generation, Intervention, _contiguous, sample_strengths, steered_samples
 from tada.engine.sites import Copy, Site, check_copy, resolve_site
 from tada.errors import TadaError
 
@@ -31,12 +31,8 @@ class ScaleFeatures(Intervention):
         self.scales, self.alphas, self.copy, self.samples = scales, alphas, check_copy(copy), samples
 
     def install(self, gen: Generation):
-        model, batch = gen.model, gen.batch
-        if self.alphas.ndim == 1 and len(self.alphas) != batch:
-            raise TadaError(f"got {len(self.alphas)} alphas for a batch of {batch} prompts")
-        alphas = self.alphas.expand(batch) if self.alphas.ndim == 0 else self.alphas
-        samples = list(range(batch)) if self.samples is None else list(self.samples)
-        samples = [s for s in samples if alphas[s] != 0]
+        model = gen.model
+        alphas, samples = steered_samples(gen, self.alphas, self.samples)
         handles = []
         for idx, scale in self.scales.items():
             site = model.sites[resolve_site(model.sites, idx, model.name)]
