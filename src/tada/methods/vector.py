@@ -25,9 +25,10 @@ Units = Literal["raw", "norm"]
 def frame_norm(model, sites: Sequence[int], prompts: Sequence[str], steps: int | None = None) -> float:
     """Median L2 norm of one frame of the sites' outputs over the generations of `prompts` (seeds 0, 1, ...):
     the natural unit of a steering strength, since eq. 3 keeps each frame's norm."""
-    cap = Capture(sites=list(sites), reduce=None, per_step=True)
+    norms: list[torch.Tensor] = []
+    cap = Capture(sites=list(sites), reduce=None,  # streamed: only the norms are kept, never the outputs
+                  sink=lambda site, step, t, rec: norms.append(rec[:, cap.frames[site]].norm(dim=-1).flatten()))
     model.generate(list(prompts), list(range(len(prompts))), steps=steps, interventions=[cap])
-    norms = [torch.stack(v)[:, :, cap.frames[s]].norm(dim=-1).flatten() for s, v in cap.result.items()]
     return float(torch.cat(norms).median())
 
 
