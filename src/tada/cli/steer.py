@@ -71,7 +71,6 @@ def steer(
     from tada.runs import check_output_dir
 
     grid, seed_list = parse_alphas(alphas), seed_range(seeds)
-    check_units(units)
     check_prompts(prompt)
     check_output_dir(out)
     vecs = [load(v) for v in vector]
