@@ -388,8 +388,18 @@ def test_token_embedding_direction_and_application_by_hand(toy):
         expected = plain_ctx[(s, "cond")][0].clone()
         expected[0, where] = (expected[0, where].double() + 3.0 * te.tensors[f"site.{s}"].double()).float()
         assert torch.equal(ctx, expected)
+    with pytest.warns(UserWarning, match="no word 'song'.*last token"):
+        (iv,) = te.at(2.0).interventions(toy, ["a jazz piece"], STEPS)
+    last = token_positions(toy, "a jazz piece", 7, 12)[-1:]
+    ctx, _ = iv.source.contexts[(1, "cond")]
+    expected = toy.encode(["a jazz piece"]).contexts[(1, "cond")][0].clone()
+    expected[0, last] = (expected[0, last].double() + 2.0 * te.tensors["site.1"].double()).float()
+    assert torch.equal(ctx, expected)
+    strict = TokenEmbedding.fit(toy, "tempo", sites=[1], n_pairs=1, fallback="refuse")
     with pytest.raises(TadaError, match="does not contain"):
-        te.at(1.0).interventions(toy, ["a jazz piece"], STEPS)
+        strict.at(1.0).interventions(toy, ["a jazz piece"], STEPS)
+    with pytest.raises(TadaError, match="fallback must be one of last, refuse; got 'first'"):
+        TokenEmbedding.fit(toy, "tempo", sites=[1], n_pairs=1, fallback="first")
 
 
 def test_token_embedding_refuses_a_family_without_token_positions():

@@ -21,6 +21,16 @@ UNITS = typer.Option("auto", "--units", help="alphas as multiples of the sites' 
                                               "auto: norm where every file records a frame norm, else raw")
 
 
+@app.callback()
+def options(threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: "
+                                                   "torch's own choice; give 1 when another heavy job shares the cores)")):
+    """Localize musical concepts in text-to-music diffusion models and steer them."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def say(text: str) -> None:
     """Print `text` exactly as written (user text may hold square brackets)."""
     console.print(text, markup=False)

@@ -9,7 +9,9 @@ Inputs are per-alpha means over the evaluation prompts, in the layout of the aut
              production_quality      (CE, CU, PC, PQ are accepted as column names too)
 
 `lpaps` is the preservation distance against the alpha = 0 audio on the given `axis` (the main table uses
-axis "lpaps"); `muqt` and `clap` are text alignments. A *cell* is one steering method (e.g. `caa_loc`).
+axis "lpaps"); `muqt` and `clap` are text alignments. Any other alignment column may stand in for them or
+beside them (e.g. `toy`, the toy world's scorer): every column after `lpaps` is an alignment, and the
+tables get an AUC and a smoothness column for each. A *cell* is one steering method (e.g. `caa_loc`).
 
 Per concept and side (positive: alpha >= 0, negative: alpha <= 0; alpha = 0 is on both; a side's points
 are taken in order of increasing |alpha|):
@@ -65,38 +67,52 @@ METHODS: tuple[tuple[str, str], ...] = (
     ("SAE (loc.)", "sae"),
 )
 CUTOFF_CELLS = ("pci_all", "pci_loc")
-ALIGNMENTS = ("muqt", "clap")
+ALIGNMENTS = ("muqt", "clap")  # the published alignment columns
+ALIGNMENT_TITLES = {"muqt": "MuQ", "clap": "CLAP"}
 QUALITY_SCORES = {
     "CE": "content_enjoyment",
     "CU": "content_usefulness",
     "PC": "production_complexity",
     "PQ": "production_quality",
 }
-RESULT_COLUMNS = ("cell", "concept", "axis", "alpha", "lpaps", "muqt", "clap")
+KEY_COLUMNS = ("cell", "concept", "axis", "alpha", "lpaps")
+RESULT_COLUMNS = (*KEY_COLUMNS, *ALIGNMENTS)  # the published layout
 N_QUALITY_POINTS = 15
 TOLERANCE = 1e-9
 SIDES = {"pos": 1.0, "neg": -1.0}
-# Columns of a concept's table and their headings.
-COLUMNS = {
-    "auc_muqt": "AUC MuQ",
-    "auc_clap": "AUC CLAP",
-    "smooth_muqt": "Smooth MuQ",
-    "smooth_clap": "Smooth CLAP",
-    "quality": "Quality",
-}
+
+
+def table_columns(alignments: Sequence[str] = ALIGNMENTS) -> dict[str, str]:
+    """Columns of a concept's table and their headings: AUC per alignment, smoothness per alignment, Quality."""
+    titles = [ALIGNMENT_TITLES.get(a, a) for a in alignments]
+    return {**{f"auc_{a}": f"AUC {t}" for a, t in zip(alignments, titles)},
+            **{f"smooth_{a}": f"Smooth {t}" for a, t in zip(alignments, titles)}, "quality": "Quality"}
+
+
+COLUMNS = table_columns()  # the published tables' columns
+
+
+def alignment_columns(results: pd.DataFrame) -> list[str]:
+    """The alignment columns of a results table: every column besides cell, concept, axis, alpha and lpaps."""
+    found = [c for c in results.columns if c not in KEY_COLUMNS]
+    if not found:
+        raise TadaError(f"the results have no alignment column besides {', '.join(KEY_COLUMNS)} "
+                        f"(the published ones are {', '.join(ALIGNMENTS)})")
+    return found
 
 
 # ------------------------------------------------------------------ reading
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """Per-alpha results in the published layout; `axis` may be missing (then every row is axis "lpaps")."""
+    """Per-alpha results in the published layout (or with other alignment columns after `lpaps`); `axis` may be
+    missing (then every row is axis "lpaps")."""
     df = pd.read_csv(check_file(path, "results file"))
     if "axis" not in df.columns:
         df["axis"] = "lpaps"
-    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
-    if missing:
-        raise TadaError(f"{path}: missing columns {missing}; expected {', '.join(RESULT_COLUMNS)}")
+    missing = [c for c in KEY_COLUMNS if c not in df.columns]
+    if missing or len(df.columns) == len(KEY_COLUMNS):
+        raise TadaError(f"{path}: missing columns {missing or 'of alignment'}; expected {', '.join(RESULT_COLUMNS)}")
     df["cell"] = df["cell"].astype(str)
     df["concept"] = df["concept"].astype(str)
     return df
@@ -194,20 +210,25 @@ def _mean_of_sides(values: Sequence[float]) -> float:
 
 @dataclass
 class BenchmarkTables:
-    """Per-concept tables (rows: method labels, columns: COLUMNS keys), their cutoffs, and the average."""
+    """Per-concept tables (rows: method labels, columns: the keys of `columns`), their cutoffs, and the average."""
 
     axis: str
+    alignments: list[str] = field(default_factory=lambda: list(ALIGNMENTS))
     concepts: dict[str, pd.DataFrame] = field(default_factory=dict)
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)
     quality_scores: dict[str, pd.DataFrame] = field(default_factory=dict)  # CE, CU, PC, PQ per method
     sides: dict[str, pd.DataFrame] = field(default_factory=dict)  # AUC and smoothness per side, per method
 
     @property
+    def columns(self) -> dict[str, str]:
+        return table_columns(self.alignments)
+
+    @property
     def average(self) -> pd.DataFrame:
         """Mean over concepts of each value, skipping undefined ones; rows in table order."""
         frames = list(self.concepts.values())
         if not frames:
-            return pd.DataFrame(columns=list(COLUMNS))
+            return pd.DataFrame(columns=list(self.columns))
         order = _row_order([label for f in frames for label in f.index])
         return pd.concat(frames).groupby(level=0, sort=False).mean().reindex(order)
 
@@ -217,9 +238,10 @@ class BenchmarkTables:
         for concept, table in self.concepts.items():
             cut = self.cutoffs[concept]
             lines += [f"## {concept}  (cutoff pos={_fmt(cut['pos'])}, neg={_fmt(cut['neg'])})", "",
-                      *_markdown_rows(table), ""]
+                      *_markdown_rows(table, self.columns), ""]
         n = len(self.concepts)
-        lines += [f"## Averaged over the {n} concept{'s' if n != 1 else ''}", "", *_markdown_rows(self.average), ""]
+        lines += [f"## Averaged over the {n} concept{'s' if n != 1 else ''}", "",
+                  *_markdown_rows(self.average, self.columns), ""]
         return "\n".join(lines)
 
     def to_latex(self) -> str:
@@ -228,8 +250,8 @@ class BenchmarkTables:
         for concept, table in self.concepts.items():
             cut = self.cutoffs[concept]
             caption = f"{concept} (cutoff pos={_fmt(cut['pos'])}, neg={_fmt(cut['neg'])})"
-            parts.append(_latex_table(table, caption))
-        parts.append(_latex_table(self.average, f"Averaged over the {len(self.concepts)} concepts"))
+            parts.append(_latex_table(table, caption, self.columns))
+        parts.append(_latex_table(self.average, f"Averaged over the {len(self.concepts)} concepts", self.columns))
         return "\n\n".join(parts) + "\n"
 
     def to_frame(self) -> pd.DataFrame:
@@ -246,7 +268,7 @@ class BenchmarkTables:
                 if scores is not None:
                     extra.update(scores.loc[label].to_dict())
                 rows.append({"concept": concept, "method": label, "cutoff_pos": cut["pos"], "cutoff_neg": cut["neg"],
-                             **{c: r[c] for c in COLUMNS}, **extra})
+                             **{c: r[c] for c in self.columns}, **extra})
         return pd.DataFrame(rows)
 
 
@@ -274,8 +296,11 @@ class ConceptTable(NamedTuple):
 
 
 def concept_table(results: pd.DataFrame, concept: str, quality: pd.DataFrame | None = None,
-                  cutoff_cells: Sequence[str] = CUTOFF_CELLS, n_quality_points: int = N_QUALITY_POINTS) -> ConceptTable:
-    """One concept's table, cutoffs, per-score quality and per-side values (results filtered to one axis)."""
+                  cutoff_cells: Sequence[str] = CUTOFF_CELLS, n_quality_points: int = N_QUALITY_POINTS,
+                  alignments: Sequence[str] | None = None) -> ConceptTable:
+    """One concept's table, cutoffs, per-score quality and per-side values (results filtered to one axis;
+    alignments: default every alignment column of `results`)."""
+    alignments = list(alignments) if alignments is not None else alignment_columns(results)
     cut = cutoffs(results, concept, cutoff_cells)
     rows, scores, sides = {}, {}, {}
     mine = results[results["concept"] == concept]
@@ -284,7 +309,7 @@ def concept_table(results: pd.DataFrame, concept: str, quality: pd.DataFrame | N
         if curve["alpha"].duplicated().any():
             raise TadaError(f"concept {concept!r}, cell {cell!r}: alphas repeat; give one row per alpha and axis")
         row, per_side = {}, {}
-        for name in ALIGNMENTS:
+        for name in alignments:
             aucs, smooth = [], []
             for side, sign in SIDES.items():
                 pts = side_points(curve, side)
@@ -298,7 +323,7 @@ def concept_table(results: pd.DataFrame, concept: str, quality: pd.DataFrame | N
         row["quality"] = float(np.mean(finite)) if finite else float("nan")
         label = _label(cell)
         rows[label], scores[label], sides[label] = row, per_score, per_side
-    return ConceptTable(pd.DataFrame.from_dict(rows, orient="index", columns=list(COLUMNS)), cut,
+    return ConceptTable(pd.DataFrame.from_dict(rows, orient="index", columns=list(table_columns(alignments))), cut,
                         pd.DataFrame.from_dict(scores, orient="index", columns=list(QUALITY_SCORES)),
                         pd.DataFrame.from_dict(sides, orient="index"))
 
@@ -315,11 +340,12 @@ def benchmark_tables(results: pd.DataFrame, quality: pd.DataFrame | None = None,
         known = sorted(results["axis"].unique()) if "axis" in results.columns else []
         raise TadaError(f"no results for axis {axis!r}; the file has axes {known}")
     names = list(concepts) if concepts is not None else list(dict.fromkeys(rows["concept"]))
-    tables = BenchmarkTables(axis=axis)
+    alignments = alignment_columns(rows)
+    tables = BenchmarkTables(axis=axis, alignments=alignments)
     for concept in names:
         if not (rows["concept"] == concept).any():
             raise TadaError(f"no results for concept {concept!r} on axis {axis!r}")
-        result = concept_table(rows, concept, quality, cutoff_cells, n_quality_points)
+        result = concept_table(rows, concept, quality, cutoff_cells, n_quality_points, alignments)
         tables.concepts[concept], tables.cutoffs[concept] = result.table, result.cutoffs
         tables.quality_scores[concept], tables.sides[concept] = result.quality_scores, result.sides
     return tables
@@ -396,10 +422,10 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "-"
 
 
-def _markdown_rows(table: pd.DataFrame) -> list[str]:
-    lines = ["| Method | " + " | ".join(COLUMNS.values()) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+def _markdown_rows(table: pd.DataFrame, columns: dict[str, str]) -> list[str]:
+    lines = ["| Method | " + " | ".join(columns.values()) + " |", "|" + "---|" * (len(columns) + 1)]
     for label, r in table.iterrows():
-        lines.append("| " + " | ".join([str(label), *(_fmt(r[c]) for c in COLUMNS)]) + " |")
+        lines.append("| " + " | ".join([str(label), *(_fmt(r[c]) for c in columns)]) + " |")
     return lines
 
 
@@ -410,12 +436,12 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def _latex_table(table: pd.DataFrame, caption: str) -> str:
+def _latex_table(table: pd.DataFrame, caption: str, columns: dict[str, str]) -> str:
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(caption)}}}",
-             r"\begin{tabular}{l" + "r" * len(COLUMNS) + "}", r"\toprule",
-             "Method & " + " & ".join(COLUMNS.values()) + r" \\", r"\midrule"]
+             r"\begin{tabular}{l" + "r" * len(columns) + "}", r"\toprule",
+             "Method & " + " & ".join(columns.values()) + r" \\", r"\midrule"]
     for label, r in table.iterrows():
-        cells = [_fmt(r[c]) for c in COLUMNS]
+        cells = [_fmt(r[c]) for c in columns]
         lines.append(_latex_escape(str(label)) + " & " + " & ".join(f"${c}$" if c != "-" else "--" for c in cells)
                      + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

@@ -44,6 +44,14 @@ WINDOWINGS = ("fixed", "zeta")
 ZETA_HOP = 0.9  # ZETA's windows overlap by 10 %
 
 
+def stage_distance(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """(N,) d_s of one stage between (N, tokens, channels) maps: channels normalised over tokens, squared
+    differences summed over tokens, averaged over channels."""
+    na = fa / (fa.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
+    nb = fb / (fb.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
+    return (na - nb).pow(2).sum(dim=1).mean(dim=1)
+
+
 class ClapLPAPS:
     """CLAP-LPAPS over the audio tower of a `ClapScorer` (see the module docstring).
 
@@ -130,13 +138,7 @@ class ClapLPAPS:
 
     # -------------------------------------------------------------- distances
 
-    @staticmethod
-    def stage_distance(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
-        """(N,) distance of one stage between (N, tokens, channels) maps: channels normalised over tokens,
-        squared differences summed over tokens, averaged over channels."""
-        na = fa / (fa.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
-        nb = fb / (fb.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
-        return (na - nb).pow(2).sum(dim=1).mean(dim=1)
+    stage_distance = staticmethod(stage_distance)
 
     @torch.no_grad()
     def stage_distances(self, a: Audio, b: Audio) -> torch.Tensor:

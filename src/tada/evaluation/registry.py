@@ -93,3 +93,43 @@ def load_embedder(name: str) -> Embedder:
     if name not in SCORERS:
         raise TadaError(f"unknown FAD embedding {name!r}; known: {', '.join(['vggish', *sorted(SCORERS)])}")
     return load_scorer(name).embed_audio
+
+
+def _clap_lpaps(**kw):
+    from tada.evaluation.clap_lpaps import ClapLPAPS
+
+    return ClapLPAPS.from_pretrained(**kw)
+
+
+def _clap_tiny_lpaps(**kw):
+    from tada.evaluation.clap_lpaps import ClapLPAPS
+    from tada.evaluation.scorers.clap import ClapScorer
+
+    return ClapLPAPS(ClapScorer.random(**kw))
+
+
+def _toy_lpaps(**kw):
+    from tada.toy.lpaps import ToyLPAPS
+
+    return ToyLPAPS.from_pretrained(**kw)
+
+
+#: Preservation distances of the benchmark protocol (anything with ``distance(a, b) -> (B,)``).
+PRESERVATIONS: dict[str, Callable] = {
+    "clap-lpaps": _clap_lpaps,  # CLAP-LPAPS on the music CLAP checkpoint: checkpoint=, device=, windowing=
+    "clap-tiny-lpaps": _clap_tiny_lpaps,  # the same on a random tiny CLAP built offline (shape checks)
+    "toy-lpaps": _toy_lpaps,  # the same reduction on the toy world's scorer network: path=
+}
+
+
+def load_preservation(name: str, **kw):
+    """The preservation distance registered under `name` ("clap-lpaps", "clap-tiny-lpaps", "toy-lpaps")."""
+    if name not in PRESERVATIONS:
+        raise TadaError(f"unknown preservation distance {name!r}; known: {', '.join(PRESERVATIONS)}")
+    return PRESERVATIONS[name](**kw)
+
+
+def default_preservation_name(model) -> str:
+    """The protocol's preservation distance for a model: CLAP-LPAPS, or its offline stand-in."""
+    offline = offline_scorer_name(model)
+    return {"toy": "toy-lpaps", "clap-tiny": "clap-tiny-lpaps"}.get(offline, "clap-lpaps")

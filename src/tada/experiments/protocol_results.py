@@ -24,17 +24,25 @@ import numpy as np
 import pandas as pd
 
 from tada.errors import TadaError
-from tada.evaluation.auc_table import QUALITY_SCORES, RESULT_COLUMNS
+from tada.evaluation.auc_table import ALIGNMENTS, KEY_COLUMNS, QUALITY_SCORES
 
 QUALITY_COLUMNS = ("cell", "concept", "alpha", *QUALITY_SCORES.values())
 # Which per-file alignment column feeds which published column: tada's scorer names "muq" and "clap".
 DEFAULT_ALIGNMENTS = {"muqt": "align_muq", "clap": "align_clap"}
+# The published cell prefix of each method whose name differs from it.
+METHOD_CELLS = {"text_embedding": "textemb", "token_embedding": "tokemb", "concept_sliders": "cs"}
 
 
 def cell_name(config: str) -> str:
     """The published cell name of a tada steering configuration: "all layers" -> caa_all, "layers {6,7}" ->
-    caa_loc, "SAE(7)" -> sae; "all but {6,7}" (no published counterpart) -> caa_rest; anything else is
-    kept, lower-cased with runs of other characters turned into "_"."""
+    caa_loc, "SAE(7)" -> sae, "<method> all layers" -> <cell>_all and "<method> layers {6,7}" -> <cell>_loc
+    (text_embedding -> textemb, token_embedding -> tokemb, concept_sliders -> cs, others by their name);
+    "all but {6,7}" (no published counterpart) -> caa_rest; anything else is kept, lower-cased with runs of
+    other characters turned into "_"."""
+    method = re.fullmatch(r"(\w+) (all layers|layers \{[\d,]+\})", config)
+    if method:
+        short = METHOD_CELLS.get(method[1], method[1])
+        return f"{short}_all" if method[2] == "all layers" else f"{short}_loc"
     if config == "all layers":
         return "caa_all"
     if re.fullmatch(r"layers \{[\d,]+\}", config):
@@ -51,7 +59,8 @@ def sweep_results(per_file: pd.DataFrame, *, cell: str, concept: str, distances:
     """Rows of the results layout for one sweep.
 
     per_file: one row per generated file with an `alpha` column and the alignment columns named in
-        `alignments` ({published column: per-file column}); missing columns give NaN.
+        `alignments` ({results column: per-file column}); the published columns muqt and clap are always
+        written (NaN when not measured), any other results column after them.
     distances: {alpha: mean preservation distance against alpha = 0}; alpha = 0 is 0 whether given or not.
     """
     if "alpha" not in per_file.columns:
@@ -60,14 +69,15 @@ def sweep_results(per_file: pd.DataFrame, *, cell: str, concept: str, distances:
     out = pd.DataFrame({"cell": cell, "concept": concept, "axis": axis, "alpha": alphas})
     dist = {float(a): float(v) for a, v in (distances or {}).items()}
     out["lpaps"] = [0.0 if a == 0 else dist.get(float(a), np.nan) for a in alphas]
-    for column in ("muqt", "clap"):
+    columns = list(dict.fromkeys([*ALIGNMENTS, *alignments]))  # the published two, then any others
+    for column in columns:
         source = alignments.get(column)
         if source is not None and source in per_file.columns:
             means = per_file.groupby(per_file["alpha"].astype(float))[source].mean()
             out[column] = means.reindex(alphas).to_numpy()
         else:
             out[column] = np.nan
-    return out[list(RESULT_COLUMNS)]
+    return out[[*KEY_COLUMNS, *columns]]
 
 
 def quality_results(scores: pd.DataFrame, *, cell: str, concept: str) -> pd.DataFrame:

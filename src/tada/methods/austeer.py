@@ -39,7 +39,8 @@ def top_k_units(v: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @register("austeer", "AUSteer: the CAA mean difference kept at its k largest-magnitude units (default 256), added "
-          "(h + alpha v_k) or multiplying those units by 1 + alpha sign(v)", cost="as plain: no extra denoiser rows")
+          "(h + alpha v_k) or multiplying those units by 1 + alpha sign(v)", cost="as plain: no extra denoiser rows",
+          units="norm")
 class AUSteer(Steering):
     """tensors: ``site.{i}`` = the sparse direction ``v_k`` (unit norm), one per site."""
 

@@ -22,6 +22,7 @@ is the *neutral* prompt, the filled templates are the positive and negative ones
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +37,28 @@ FORMAT = "tada-steering"
 FORMAT_VERSION = 1
 
 
+DEFAULT_SWEEP = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+
+
 @dataclass(frozen=True)
 class MethodInfo:
+    """A registered method. `units` is "norm" where the artifact records its sites' frame norm (alphas may be
+    multiples of it), else "raw"; `alphas` is its default sweep, in fractions of the step count (rounded to
+    whole steps) where `per_step`."""
+
     name: str
     description: str
     cost: str
     cls: type
+    units: str = "raw"
+    alphas: tuple[float, ...] = DEFAULT_SWEEP
+    per_step: bool = False
+
+    def sweep(self, steps: int) -> list[float]:
+        """The default alpha sweep of this method for a generation of `steps` steps."""
+        if self.per_step:
+            return sorted({float(round(a * steps)) for a in self.alphas})
+        return list(self.alphas)
 
 
 #: method name -> :class:`MethodInfo`, filled as the method modules are imported (see :func:`methods`).
@@ -50,11 +67,12 @@ METHODS: dict[str, MethodInfo] = {}
 _MODULES = ("caa", "sae", "austeer", "pci", "text_embedding", "token_embedding", "freesliders", "concept_sliders")
 
 
-def register(name: str, description: str, cost: str):
-    """Class decorator: add a :class:`Steering` subclass to :data:`METHODS` under `name`."""
+def register(name: str, description: str, cost: str, **sweep):
+    """Class decorator: add a :class:`Steering` subclass to :data:`METHODS` under `name` (`sweep`: the
+    :class:`MethodInfo` fields units, alphas, per_step)."""
     def deco(cls):
         cls.method = name
-        METHODS[name] = MethodInfo(name, description, cost, cls)
+        METHODS[name] = MethodInfo(name, description, cost, cls, **sweep)
         return cls
     return deco
 
@@ -357,6 +375,17 @@ def encode_together(model, groups: Sequence[Sequence[str]], duration: float | No
     everything = [p for g in groups for p in g]
     with model.common_text_length(everything, duration):  # inside a generation's own one, the outer length wins
         return [model.encode(list(g), duration=duration) for g in groups]
+
+
+def warn_identical(c_pos, c_neg, prompts: Sequence[str], method: str) -> None:
+    """Warn when a prompt's positive and negative prompts encode to the same contexts at every site (e.g. the
+    concept words were cut off by the text encoder's length limit): steering changes nothing there."""
+    same = [i for i in range(len(prompts))
+            if all(torch.equal(c_pos.contexts[k][0][i], c_neg.contexts[k][0][i]) for k in c_pos.contexts)]
+    if same:
+        warnings.warn(f"{method}: for {len(same)} of {len(prompts)} prompts the positive and negative prompts encode "
+                      f"identically (cut off by the text encoder's length limit?), e.g. {prompts[same[0]]!r}: "
+                      "steering changes nothing there", stacklevel=3)
 
 
 class PromptMethod(Steering):

@@ -112,7 +112,7 @@ from tada.methods.base import choose_sites, concept_prompts, register  # noqa: E
 
 @register("caa", "Contrastive Activation Addition: unit mean difference of frame-averaged site outputs over "
           "contrastive pairs (eq. 2), added with ReNorm (eq. 3); optionally one vector per step",
-          cost="as plain: no extra denoiser rows")
+          cost="as plain: no extra denoiser rows", units="norm")
 class CAA:
     """CAA behind the common interface; the artifact is a :class:`~tada.methods.vector.SteeringVector`."""
 

@@ -16,7 +16,7 @@ sample instead of 2 with classifier-free guidance (about 2x the denoiser work), 
 from __future__ import annotations
 
 from tada.engine import ExtraPasses
-from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register
+from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register, warn_identical
 
 
 @register("freesliders", "FreeSliders: past a split step, the neutral guided prediction plus alpha (eps_pos - eps_neg) "
@@ -31,4 +31,5 @@ class FreeSliders(PromptMethod):
             return []
         pos, neg = self.prompts_for(prompts)
         c_p, c_g = encode_together(model, [pos, neg], duration)
+        warn_identical(c_p, c_g, prompts, self.method)
         return [ExtraPasses(c_p, c_g, sites=self.sites, alpha=alphas, start=int(self.settings.get("start", 0)))]

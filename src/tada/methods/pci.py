@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from tada.engine import PatchContext
 from tada.errors import TadaError
-from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register
+from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register, warn_identical
 
 
 @register("pci", "Prompt injection: the neutral prompt for the first N-|alpha| steps, then the positive (alpha>0) "
           "or negative (alpha<0) prompt for the last |alpha| (alpha = steps); localized: only at the chosen sites",
-          cost="as plain: no extra denoiser rows (one prompt encoding)")
+          cost="as plain: no extra denoiser rows (one prompt encoding)", alphas=(-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0), per_step=True)
 class PromptInjection(PromptMethod):
     defaults = {"template": 0}
 
@@ -35,6 +35,7 @@ class PromptInjection(PromptMethod):
                                 f"got {a}")
         pos, neg = self.prompts_for(prompts)
         injected = [p if a > 0 else (n if a < 0 else q) for a, p, n, q in zip(alphas, pos, neg, prompts)]
+        warn_identical(*encode_together(model, [pos, neg], duration), prompts, self.method)
         (source,) = encode_together(model, [injected], duration)
         sites = [self.sites if a else [] for a in alphas]
         return [PatchContext(source, sites, copy=copy, start=[steps - abs(a) for a in alphas])]

@@ -13,7 +13,7 @@ import torch
 from tada.engine import Capture, resolve_site
 from tada.errors import TadaError
 from tada.methods.vector import SteeringVector, frame_norm
-from tada.models.base import AudioModel, check_prompts
+from tada.models.base import AudioModel, check_prompts, seed_list
 from tada.progress import progress_bar
 from tada.runs import RunFolder, content_hash
 from tada.sae import (
@@ -127,12 +127,12 @@ from tada.methods.base import choose_sites, concept_prompts, register  # noqa: E
 
 @register("sae", "SAE features: TF-IDF scores of TopK-SAE latents on contrastive prompts (eq. 6), the decoder "
           "columns of the top tau summed (eq. 7) and added without ReNorm (eq. 8)",
-          cost="as plain: no extra denoiser rows")
+          cost="as plain: no extra denoiser rows", units="norm")
 class SAE:
     """SAE steering behind the common interface (``sae``: a TopKSAE or its folder, on exactly one site)."""
 
     @classmethod
-    def fit(cls, model: AudioModel, concept, sites=None, sae=None, tau: int = 20, seeds: Sequence[int] = (0,),
+    def fit(cls, model: AudioModel, concept, sites=None, sae=None, tau: int = 20, seeds: int | Sequence[int] = (0,),
             steps: int | None = None, n_pairs: int | None = None, batch_size: int = 8, catalogue=None,
             top_k: int = 1) -> SteeringVector:
         if sae is None:
@@ -143,7 +143,7 @@ class SAE:
         chosen = choose_sites(model, sites, top_k, cp.name)
         if len(chosen) != 1:
             raise TadaError(f"an SAE reads exactly one site; got sites {chosen}")
-        vec, _ = sae_vector(model, sae, chosen[0], list(cp.pairs), tau=tau, seeds=list(seeds), steps=steps,
+        vec, _ = sae_vector(model, sae, chosen[0], list(cp.pairs), tau=tau, seeds=seed_list(seeds), steps=steps,
                             batch_size=batch_size)
         vec.meta["concept"] = cp.name
         return vec

@@ -20,12 +20,12 @@ import torch
 from tada.engine import Conditioning, PatchContext
 from tada.engine.patch import _keep_mask, _mask_as
 from tada.errors import TadaError
-from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register
+from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register, warn_identical
 
 
 @register("text_embedding", "Text-embedding steering: each chosen site's context becomes c_neutral + alpha (c_pos - "
           "c_neg) (position-aligned prompts), from a chosen step on",
-          cost="as plain: no extra denoiser rows (three prompt encodings)")
+          cost="as plain: no extra denoiser rows (three prompt encodings)", alphas=(-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0))
 class TextEmbedding(PromptMethod):
     defaults = {"template": 0, "start": 0}
 
@@ -35,6 +35,7 @@ class TextEmbedding(PromptMethod):
             return []
         pos, neg = self.prompts_for(prompts)
         c_n, c_p, c_g = encode_together(model, [prompts, pos, neg], duration)
+        warn_identical(c_p, c_g, prompts, self.method)
         a = torch.tensor(alphas, dtype=torch.float64)
         contexts = {}
         for s in self.sites:

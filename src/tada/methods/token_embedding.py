@@ -12,7 +12,9 @@ with ``c_s(prompt)[t]`` the text encoder's state of token t as site s receives i
 per-token projection, which is the same at every site of the shipped families). At generation, the neutral
 (generation) prompt's context at each chosen site becomes ``c_s[t] + alpha * d_s`` at the tokens of a
 *generic* word of that prompt ("instrument" for an instrument concept, "song" for tempo and mood), and stays
-as it was at every other token.
+as it was at every other token. A prompt without that word (most of the evaluation prompts) takes the direction
+at its last token instead, with a warning naming it (``fallback="last"``, the default), or is refused
+(``fallback="refuse"``).
 
 Families: those whose site context holds the tokenizer's tokens at their own positions (the toy, Stable
 Audio); others are refused. Cost: as plain generation, plus one prompt encoding (no extra denoiser rows).
@@ -21,6 +23,7 @@ Audio); others are refused. Cost: as plain generation, plus one prompt encoding 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -73,12 +76,32 @@ def differing_span(pos: str, neg: str) -> tuple[tuple[int, int], tuple[int, int]
     return (pw[i].start(), pw[len(pw) - 1 - j].end()), (nw[i].start(), nw[len(nw) - 1 - j].end())
 
 
+FALLBACKS = ("last", "refuse")
+
+
 def word_span(prompt: str, word: str) -> tuple[int, int]:
     m = re.search(rf"\b{re.escape(word)}\b", prompt, flags=re.IGNORECASE)
     if m is None:
         raise TadaError(f"token-embedding steering adds its direction at the word {word!r}, which the prompt "
                         f"{prompt!r} does not contain; name another word with the generic setting")
     return m.start(), m.end()
+
+
+def steer_positions(model, prompt: str, word: str, fallback: str = "refuse") -> list[int]:
+    """Token positions of `word` in `prompt`; where the prompt (as the encoder keeps it) has none, its last token
+    with a warning (`fallback` "last") or an error ("refuse")."""
+    try:
+        return token_positions(model, prompt, *word_span(prompt, word))
+    except TadaError:
+        if fallback != "last":
+            raise
+    offsets = _tokenizer(model)(prompt, return_offsets_mapping=True, truncation=True)["offset_mapping"]
+    kept = [i for i, (a, b) in enumerate(offsets) if b > a]
+    if not kept:
+        raise TadaError(f"the prompt {prompt!r} has no token to steer")
+    warnings.warn(f"token-embedding steering: the prompt {prompt!r} has no word {word!r}; the direction goes at its "
+                  "last token", stacklevel=3)
+    return kept[-1:]
 
 
 @register("token_embedding", "Token-embedding steering: a direction averaged over pairs at the concept word's token, "
@@ -88,8 +111,10 @@ class TokenEmbedding(Steering):
     """tensors: ``site.{i}`` = the direction ``d_s`` (context width of site i)."""
 
     @classmethod
-    def fit(cls, model, concept, sites=None, generic: str | None = None, n_pairs: int | None = 16,
-            catalogue=None, top_k: int = 2) -> "TokenEmbedding":
+    def fit(cls, model, concept, sites=None, generic: str | None = None, fallback: str = "last",
+            n_pairs: int | None = 16, catalogue=None, top_k: int = 2) -> "TokenEmbedding":
+        if fallback not in FALLBACKS:
+            raise TadaError(f"fallback must be one of {', '.join(FALLBACKS)}; got {fallback!r}")
         cp = concept_prompts(concept, n_pairs, catalogue)
         chosen = choose_sites(model, sites, top_k, cp.name)
         if not chosen:
@@ -106,7 +131,7 @@ class TokenEmbedding(Steering):
             diffs = [cp_s[i, pt].mean(0) - cn_s[i, nt].mean(0)
                      for i, (pt, nt) in enumerate(zip(pos_tokens, neg_tokens))]
             tensors[f"site.{s}"] = torch.stack(diffs).mean(0).float()
-        settings = {"generic": generic or default_generic(cp.name), "pairs": len(cp.pairs)}
+        settings = {"generic": generic or default_generic(cp.name), "fallback": fallback, "pairs": len(cp.pairs)}
         return cls(tensors, site_info(model, chosen), settings, cp, model.name)
 
     def check_model(self, model) -> None:
@@ -122,7 +147,8 @@ class TokenEmbedding(Steering):
         if not any(alphas):
             return []
         generic = self.settings["generic"]
-        positions = [token_positions(model, p, *word_span(p, generic)) if a else [] for p, a in zip(prompts, alphas)]
+        fallback = self.settings.get("fallback", "refuse")
+        positions = [steer_positions(model, p, generic, fallback) if a else [] for p, a in zip(prompts, alphas)]
         (neutral,) = encode_together(model, [prompts], duration)
         contexts = {}
         for s in self.sites:
