@@ -73,3 +73,16 @@ def test_toy_lpaps_is_the_clap_lpaps_reduction_on_the_toy_scorer():
         expected += stage_distance(h_a.transpose(1, 2), h_b.transpose(1, 2))
     torch.testing.assert_close(d, expected)
     assert ((d > 0) & (d <= 4 * 5)).all()
+
+
+def test_the_measures_are_validated_on_the_toys_own_clips():
+    from tada.toy.judges import JUDGES, auc, validate_measures
+    from tada.toy.worlds import get_world
+
+    report = validate_measures(n=6, world="v1", concepts=("maracas",))
+    assert set(report) == {"rendered", "round_trip"}
+    examples = [get_world("v1").make_example(2_000_000 + i) for i in range(6)]
+    labelled = [(JUDGES["maracas"].label(e[0]), e[2]) for e in examples]
+    scores = [M.MEASURES["brightness"](w, 16000) for _, w in labelled]
+    assert report["rendered"]["maracas"] == {"brightness": auc(scores, [lab for lab, _ in labelled]), "n": 6}
+    assert 0 <= report["round_trip"]["maracas"]["brightness"] <= 1

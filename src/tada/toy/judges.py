@@ -17,6 +17,10 @@ its shortcuts (v1's scorer could read brightness for mood).
 round trip, and reports each judge's AUC:
 
     python -m tada.toy.judges --n 200 --world v2 --round-trip
+
+`validate_measures` does the same for the MIR measures `tada eval` checks each concept by:
+
+    python -m tada.toy.judges --measures --n 200 --world v1
 """
 
 from __future__ import annotations
@@ -191,6 +195,32 @@ def validate(n: int = 200, world: str = "v2", seed_offset: int = 2_000_000, with
     return report
 
 
+def validate_measures(n: int = 200, world: str = "v1", seed_offset: int = 2_000_000,
+                      concepts: tuple[str, ...] = ("tempo", "mood", "vocal_gender", "drums", "maracas")) -> dict:
+    """How well each MIR measure `tada eval` checks a concept by (`tada.evaluation.mir_checks`) separates that
+    concept's true classes on `n` fresh clips of `world`: {view: {concept: {measure: AUC}}}, the views being the
+    rendered clips and the same clips through the world's encode-decode round trip (the toy model's decoding).
+    An AUC below 0.5 means the measure moves against the concept."""
+    from tada.evaluation.mir_checks import MEASURES, concept_measures
+    from tada.toy.worlds import get_world
+
+    spec = get_world(world)
+    examples = [spec.make_example(seed_offset + i) for i in range(n)]
+    waves = np.stack([e[2] for e in examples])
+    views = {"rendered": waves, "round_trip": round_trip(waves, spec.mel_spec())}
+    report: dict = {}
+    for view, clips in views.items():
+        report[view] = {}
+        for concept in concepts:
+            labelled = [(JUDGES[concept].label(e[0]), w) for e, w in zip(examples, clips)]
+            labelled = [(label, w) for label, w in labelled if label is not None]
+            labels = [label for label, _ in labelled]
+            report[view][concept] = {
+                m: auc([MEASURES[m](w, 16000) for _, w in labelled], labels) for m in concept_measures(concept)}
+            report[view][concept]["n"] = len(labels)
+    return report
+
+
 def summary(report: dict) -> dict:
     return {view: {c: {"auc": round(r["auc"], 3), "accuracy": round(r["accuracy"], 3), "n": r["n"]}
                    for c, r in per.items()} for view, per in report.items()}
@@ -207,10 +237,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--representation", default=None, help="round-trip through this world's representation instead")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-json", default=None, help="write the scores and labels here")
+    parser.add_argument("--measures", action="store_true",
+                        help="instead: the AUC of each MIR measure tada eval checks a concept by (validate_measures)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.measures:
+        report = validate_measures(args.n, args.world)
+        print(json.dumps(report, indent=1))
+        if args.out_json:
+            with open(args.out_json, "w") as f:
+                json.dump(report, f)
+        return
     report = validate(args.n, args.world, with_round_trip=args.round_trip, concepts=args.concepts,
                       representation=args.representation)
     print(json.dumps(summary(report), indent=1))
