@@ -12,6 +12,7 @@ from tada.evaluation.auc_table import benchmark_tables, read_results
 from tada.experiments.protocol_results import cell_name
 from tada.experiments.steering_table import EvalSettings, method_configurations, steering_table
 
+
 @pytest.fixture(scope="module")
 def toy():
     return tada.load("toy")

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_mir import SR, chord, click_track
 
 from tada.audio import Audio
 from tada.errors import TadaError
 from tada.evaluation import mir_checks as M
-from test_mir import SR, chord, click_track
 
 
 def audio(*waves):
