@@ -113,3 +113,34 @@ def sae_steer(
 ):
     """Alpha sweep with an SAE vector (added without ReNorm, eq. 8)."""
     steer([vector], model, prompt, alphas, seeds, steps, out, overwrite, units)
+
+
+@sae_app.command("browse")
+def sae_browse(
+    sae: Path = typer.Argument(..., help="a trained SAE folder (cfg.json, sae.safetensors)"),
+    activations: Path = typer.Option(Path("runs/sae/activations"), help="the tada sae collect folder it reads"),
+    model: str = MODEL,
+    concepts: Optional[Path] = CONCEPTS,
+    concept: list[str] = typer.Option([], "--concept", "-c", help="concepts to score and label by (default: all)"),
+    top_k: int = typer.Option(6, min=1, help="top clips per feature"),
+    pairs: int = typer.Option(4, min=1, help="contrastive pairs per concept for the TF-IDF scores"),
+    steer_features: int = typer.Option(8, min=0, help="features (highest TF-IDF) to steer the first prompt with"),
+    caa: list[Path] = typer.Option([], "--caa", help="CAA vectors to compare each decoder direction with"),
+    out: Path = typer.Option(Path("runs/sae/browser")),
+):
+    """A static HTML browser of the SAE's features that opens from disk: index, a page per feature, players."""
+    import tada
+    from tada.experiments.sae_browser import build_browser, collected_prompts, write_browser
+    from tada.methods.vector import SteeringVector
+    from tada.runs import check_output_dir
+    from tada.sae import TopKSAE
+
+    cat = catalogue(concepts, concept)
+    autoencoder = TopKSAE.load(sae)
+    collected_prompts(activations)
+    check_output_dir(out)
+    vectors = {p.name: SteeringVector.load(p) for p in caa}
+    m = tada.load(model)
+    data = build_browser(m, autoencoder, activations, out, catalogue=cat, concepts=concept or None, top_k=top_k,
+                         concept_pairs=pairs, steer_features=steer_features, caa=vectors)
+    say(f"open {write_browser(data, out)}")

@@ -155,6 +155,11 @@ def audio_flag(wave: torch.Tensor, silence: float = 1e-4) -> str:
     return ""
 
 
+def folder_name(label: str) -> str:
+    """The folder name of a configuration label: "layers {6,7}" -> "layers_6,7", "SAE(7)" -> "SAE7"."""
+    return label.replace(" ", "_").replace("{", "").replace("}", "").replace("(", "").replace(")", "")
+
+
 def load_sweep(out: str | Path) -> tuple[pd.DataFrame, Audio]:
     """The index of a finished sweep's generated cells (failed cells left out) and their audio, in index order."""
     out = Path(out)

@@ -100,8 +100,7 @@ def eval_results(out: str | Path, lpaps, *, alignments: Mapping[str, str] | None
     alignments: {published column: scorer name} (default {"muqt": "muq", "clap": "clap"}); the scorer's
         per-file column in alignment.csv is `align_<name>`.
     """
-    from tada.experiments.alpha_sweep import load_sweep
-    from tada.experiments.steering_table import _slug
+    from tada.experiments.alpha_sweep import folder_name, load_sweep
 
     out = Path(out)
     alignment = pd.read_csv(out / "alignment.csv")
@@ -109,7 +108,7 @@ def eval_results(out: str | Path, lpaps, *, alignments: Mapping[str, str] | None
     columns = {k: f"align_{v}" for k, v in names.items()}
     frames = []
     for (concept, config), per_file in alignment.groupby(["concept", "config"], sort=False):
-        index, audio = load_sweep(out / concept / _slug(config))
+        index, audio = load_sweep(out / concept / folder_name(config))
         frames.append(sweep_results(per_file, cell=cell_name(config), concept=concept, alignments=columns,
                                     distances=sweep_distances(index, audio, lpaps), axis=axis))
     if not frames:

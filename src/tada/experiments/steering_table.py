@@ -26,7 +26,7 @@ from tada.evaluation.mir_checks import (
     preservation_axes,
 )
 from tada.evaluation.registry import load_embedder
-from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
+from tada.experiments.alpha_sweep import alpha_sweep, folder_name, load_sweep
 from tada.methods.base import methods
 from tada.methods.vector import SteeringVector, Units
 from tada.models.base import AudioModel
@@ -255,7 +255,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
         artifacts: dict[str, tuple] = {}
         for method, configs in layer_sets[concept].items():
             for label, sites in configs.items():
-                name = Path("vectors") / f"{concept}-{_slug(label)}"
+                name = Path("vectors") / f"{concept}-{folder_name(label)}"
                 artifacts[label] = (run.load_or_fit(
                     name.with_suffix(".safetensors"),
                     lambda m=method, s=sites, n=name: fit_method(model, m, c, s, settings, run.file(n.with_suffix(".ckpt"))),
@@ -264,7 +264,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
             sae_vec = sae_vectors[concept]
             artifacts[f"SAE({','.join(map(str, sae_vec.sites))})"] = (sae_vec, settings.alphas, settings.units)
         for label, (artifact, alphas, units) in artifacts.items():
-            folder = out / concept / _slug(label)
+            folder = out / concept / folder_name(label)
             alpha_sweep(model, artifact, prompts, alphas, folder, seeds=settings.seeds, steps=settings.steps,
                         batch_size=settings.batch_size, overwrite=overwrite, units=units)
             index, audio = load_sweep(folder)
@@ -352,10 +352,6 @@ def _write_protocol(run: RunFolder, results: pd.DataFrame, quality: pd.DataFrame
         run.write_text(Path("protocol") / f"{stem}.md", tables.to_markdown())
         run.write_text(Path("protocol") / f"{stem}.tex", tables.to_latex())
         run.write_table(Path("protocol") / f"{stem}.csv", tables.to_frame())
-
-
-def _slug(label: str) -> str:
-    return label.replace(" ", "_").replace("{", "").replace("}", "").replace("(", "").replace(")", "")
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -4,6 +4,7 @@ concept and counter-concept generations (eq. 6), and turn the top features into 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def collect(model: AudioModel, prompts: Sequence[str], site: int, out: str | Pat
                                          "width": model.sites[site].dim, "prompts": content_hash(prompts),
                                          "seeds": list(seeds), "steps": steps or model.default_steps,
                                          "batch_size": batch_size}, overwrite=overwrite)
-    run.begin()
+    run.write_text("prompts.json", json.dumps(list(prompts)))  # what the browser and others regenerate from
     units = [(i, s) for i in range(len(prompts)) for s in seeds]
     with ActivationWriter(out, model.sites[site].dim, shard_rows=shard_rows) as writer:
         done = writer.done_keys

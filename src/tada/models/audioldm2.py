@@ -52,6 +52,19 @@ class AudioLDM2Model(AudioModel):
         if name:
             self.name = name
 
+    def frame_seconds(self, site, n_frames, duration=None):
+        """The UNet's tokens are its (time, frequency) latent grid flattened row by row: token i lies in time row
+        i // W, W being the frequency width at the site's resolution (the mel bins over the VAE's factor,
+        halved at each UNet level below the first)."""
+        duration = self.default_duration if duration is None else float(duration)
+        block, index = site.name.split(".")[0], site.name.split(".")[1]
+        levels = len(self.denoiser.down_blocks)
+        level = {"down_blocks": lambda: int(index), "mid_block": lambda: levels - 1,
+                 "up_blocks": lambda: levels - 1 - int(index)}[block]()
+        width = max(self.pipe.vocoder.config.model_in_dim // self.pipe.vae_scale_factor >> level, 1)
+        rows = -(-n_frames // width)
+        return torch.div(torch.arange(n_frames), width, rounding_mode="floor").double() * (duration / rows)
+
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
         out = self.pipe(prompt=prompts, num_inference_steps=steps, guidance_scale=guidance,
                         audio_length_in_s=duration, generator=generators, output_type="pt")

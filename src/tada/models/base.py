@@ -102,6 +102,15 @@ class AudioModel:
         (None: the model's default); all positions unless overridden."""
         return slice(None)
 
+    def frame_seconds(self, site: Site, n_frames: int, duration: float | None = None) -> torch.Tensor:
+        """(n_frames,) start time in seconds of each audio position of a site's output (those of
+        :meth:`frame_slice`) in a generation of `duration` seconds: evenly over the clip unless the family
+        knows its hop."""
+        duration = self.default_duration if duration is None else float(duration)
+        if duration is None:
+            raise TadaError(f"{self.name} has no default duration; give one")
+        return torch.arange(n_frames, dtype=torch.float64) * (duration / n_frames)
+
     def timestep_of(self, args: tuple, kwargs: dict) -> float | None:
         """The denoiser call's timestep as a float (first row), read from its arguments."""
         t = kwargs.get("timestep")

@@ -42,6 +42,10 @@ class StableAudioModel(AudioModel):
         duration = duration or self.default_duration
         return slice(1, 1 + math.ceil(duration * self.sample_rate / self.pipe.vae.hop_length))
 
+    def frame_seconds(self, site, n_frames, duration=None):
+        """Frame i is latent frame i of the autoencoder: i hops of its downsampling."""
+        return torch.arange(n_frames, dtype=torch.float64) * (self.pipe.vae.hop_length / self.sample_rate)
+
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
         out = self.pipe(
             prompt=prompts,

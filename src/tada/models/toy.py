@@ -32,6 +32,10 @@ class ToyModel(AudioModel):
     def frame_slice(self, site: Site, duration: float | None) -> slice:
         return slice(1, None)
 
+    def frame_seconds(self, site, n_frames, duration=None):
+        """Frame i of the DiT is mel frame i: i hops of the toy's STFT."""
+        return torch.arange(n_frames, dtype=torch.float64) * (self.pipe.mel.hop / self.pipe.mel.sample_rate)
+
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
         clip = self.pipe.mel.num_samples / self.pipe.mel.sample_rate
         if duration is not None and abs(duration - clip) > 1e-6:

@@ -235,6 +235,17 @@ class ActivationReader:
                 start += unit["rows"]
         return out
 
+    def iter_units(self) -> Iterator[tuple[dict, torch.Tensor]]:
+        """Every unit (as :meth:`units` gives it) with its float32 rows, in store order, one shard in memory."""
+        start = 0
+        for number, shard in enumerate(self._index["shards"]):
+            rows, offset = self.shard(number), 0
+            for unit in shard["units"]:
+                yield ({"key": unit["key"], "meta": unit["meta"], "start": start, "stop": start + unit["rows"]},
+                       rows[offset:offset + unit["rows"]])
+                offset += unit["rows"]
+                start += unit["rows"]
+
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
 
