@@ -112,7 +112,7 @@ def sae_steer(
     units: str = UNITS,
 ):
     """Alpha sweep with an SAE vector (added without ReNorm, eq. 8)."""
-    steer([vector], model, prompt, alphas, seeds, steps, out, overwrite, units)
+    steer([vector], model, prompt, alphas, seeds, steps, out=out, overwrite=overwrite, units=units)
 
 
 @sae_app.command("browse")

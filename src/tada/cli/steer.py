@@ -59,11 +59,12 @@ def steer(
     alphas: str = typer.Option("-2:2:0.5", help="start:stop:step or a comma list, in --units"),
     seeds: int = typer.Option(1),
     steps: Optional[int] = typer.Option(None),
+    batch_size: int = typer.Option(8, min=1, help="generations per model batch"),
     out: Path = typer.Option(Path("runs/steer")),
     overwrite: bool = OVERWRITE,
     units: str = UNITS,
 ):
-    """Alpha sweep: one WAV per prompt, seed and alpha (resumable)."""
+    """Alpha sweep: one WAV per prompt, seed and alpha (resumable; splits over torchrun's processes)."""
     import tada
     from tada.experiments.alpha_sweep import alpha_sweep, parse_alphas
     from tada.methods.base import load
@@ -78,7 +79,8 @@ def steer(
     m = tada.load(model)
     for v in vecs:
         v.check_model(m)
-    index = alpha_sweep(m, vecs, prompt, grid, out, seeds=seed_list, steps=steps, overwrite=overwrite, units=units)
+    index = alpha_sweep(m, vecs, prompt, grid, out, seeds=seed_list, steps=steps, overwrite=overwrite, units=units,
+                        batch_size=batch_size)
     failed = int((index.status != "ok").sum())
     say(f"wrote {len(index) - failed} files under {out}/audio and {out}/index.csv (alphas in {units} units)"
         + (f"; {failed} cells went non-finite (see index.csv)" if failed else ""))

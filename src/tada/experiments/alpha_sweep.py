@@ -17,6 +17,7 @@ from tada.methods.vector import SteeringVector, Units
 from tada.models.base import AudioModel, check_prompts
 from tada.progress import progress_bar
 from tada.runs import RunFolder, content_hash
+from tada.runs.distributed import barrier, is_main, my_share
 
 
 def parse_alphas(spec: str | Sequence[float]) -> list[float]:
@@ -100,24 +101,38 @@ def alpha_sweep(model: AudioModel, vectors, prompts: Sequence[str],
     jobs = [(i, p, s, float(a)) for a in alphas for i, p in enumerate(prompts) for s in seeds]
     keys = [content_hash("alpha-sweep", p, s, a) for _, p, s, a in jobs]
     done = run.units()
-    todo = [(j, k) for j, k in zip(jobs, keys) if k not in done]
-    with progress_bar(f"alpha sweep ({len(alphas)} alphas)", total=len(jobs), done=len(jobs) - len(todo)) as bar:
-        by_alpha: dict[float, list] = {}
-        for j, k in todo:
-            by_alpha.setdefault(j[3], []).append((j, k))
-        for alpha, group in by_alpha.items():
+    # Batches are a fixed function of the job list (each alpha's jobs in chunks of batch_size), so a resumed
+    # or distributed run computes every cell in the same batch as one uninterrupted process.
+    blocks = [[(j, k) for j, k in zip(jobs[start:stop], keys[start:stop])]
+              for a_start in range(0, len(jobs), len(prompts) * len(seeds))
+              for start, stop in _chunks(a_start, a_start + len(prompts) * len(seeds), batch_size)]
+    mine = [block for _, block in my_share(blocks)]
+    total = sum(len(b) for b in mine)
+    with progress_bar(f"alpha sweep ({len(alphas)} alphas)", total=total,
+                      done=sum(k in done for b in mine for _, k in b)) as bar:
+        for block in mine:
+            if all(k in done for _, k in block):
+                continue
+            alpha = block[0][0][3]
             steer = [v.at(v.strength(alpha, units), copy=copy, window=window) for v in vectors] if alpha != 0 else []
-            for start in range(0, len(group), batch_size):
-                chunk = group[start:start + batch_size]
-                for record in _generate_cells(model, chunk, steer, steps, guidance, duration, run):
+            for record in _generate_cells(model, block, steer, steps, guidance, duration, run):
+                if record["key"] not in done:
                     run.append(record)
                     done[record["key"]] = record
-                bar.advance(len(chunk))
+                    bar.advance(1)
+    barrier()
+    done = run.units()
     index = pd.DataFrame([{"prompt_index": i, "prompt": p, "seed": s, "alpha": a, "path": done[k]["path"],
                            "status": done[k]["status"], "error": done[k]["error"], "flag": done[k].get("flag", "")}
                           for (i, p, s, a), k in zip(jobs, keys)])
-    run.write_table("index.csv", index)
+    if is_main():
+        run.write_table("index.csv", index)
+    barrier()
     return index
+
+
+def _chunks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, stop)) for i in range(start, stop, size)]
 
 
 def _generate_cells(model: AudioModel, chunk: list, steer: list, steps, guidance, duration, run: RunFolder):

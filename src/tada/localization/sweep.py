@@ -21,6 +21,7 @@ from tada.localization.impact import SOURCE, TARGET, LayerImpact, impact_table
 from tada.models.base import AudioModel, check_prompts, seed_list
 from tada.progress import progress_bar
 from tada.runs import RunFolder, check_output_dir, content_hash
+from tada.runs.distributed import barrier, is_main, my_share, world_size
 
 
 def _units(n_pairs: int, seeds: Sequence[int]) -> list[tuple[int, int]]:
@@ -31,6 +32,9 @@ def sweep_rows(n_layers: int, layers: Sequence[int] | None = None) -> list[tuple
     """The rows of one unit: (layer label, patched sites), layer label SOURCE, TARGET or the site index."""
     layers = range(n_layers) if layers is None else layers
     return [(SOURCE, []), (TARGET, list(range(n_layers)))] + [(l, [l]) for l in layers]
+
+
+SCORE_COLUMNS = ("concept", "pair", "seed", "layer", "sim", "target_prompt", "source_prompt")
 
 
 def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str, str]], queries: Sequence[str],
@@ -61,8 +65,12 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
     # pieces), so a resumed run computes every unit in the same batch as an uninterrupted one.
     per_batch = max(1, max_batch // len(rows_def))
     blocks = [units[i:i + per_batch] for i in range(0, len(units), per_batch)]
-    with progress_bar(desc or f"localize {concept}", total=len(units), done=len(done)) as bar:
-        for block in blocks:
+    if world_size() > 1 and run is None:
+        raise TadaError("a distributed sweep needs a run folder (out=...) to merge the processes' units in")
+    mine = [block for _, block in my_share(blocks)]
+    with progress_bar(desc or f"localize {concept}", total=sum(map(len, mine)),
+                      done=sum(u in done for b in mine for u in b)) as bar:
+        for block in mine:
             if all(u in done for u in block):
                 continue
             flat = [(u, label, sites) for u in block for label, sites in rows_def]
@@ -89,7 +97,11 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
                 if run is not None:
                     run.append({"key": keys[u], "rows": rows})
                 bar.advance(1)
-    return pd.DataFrame([r for u in units for r in done[u]])
+    if run is not None and world_size() > 1:
+        barrier()
+        stored = run.units()
+        done = {u: stored[keys[u]]["rows"] for u in units}
+    return pd.DataFrame([r for u in units for r in done[u]], columns=list(SCORE_COLUMNS))  # one order, fresh or read back
 
 
 def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs: int = 8, seeds: int | Sequence[int] = 2,
@@ -139,9 +151,10 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
                                 layers, max_batch, run))
     scores = pd.concat(frames, ignore_index=True)
     result = impact_table(scores, n_boot=n_boot)
-    if run is not None:
+    if run is not None and is_main():
         run.write_table("pairs.csv", pd.DataFrame(pair_rows))
         run.write_table("scores.csv", scores)
         run.write_table("impact.csv", result.table)
         result.heatmap(run.file("heatmap.png"), title=f"Impact (eq. 9) on {model.name}")
+    barrier()
     return result
