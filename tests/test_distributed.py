@@ -69,3 +69,14 @@ def test_a_two_process_localization_equals_one_process(tmp_path):
     assert len(list((tmp_path / "two" / "units").glob("*.jsonl"))) == 2
     for name in ("scores.csv", "impact.csv", "pairs.csv"):
         assert filecmp.cmp(tmp_path / "one" / name, tmp_path / "two" / name, shallow=False), name
+
+
+def test_a_two_process_eval_equals_one_process(tmp_path):
+    """Fits happen once (rank 0 saves, the others load), sweeps split, and the tables agree."""
+    args = ["eval", *MODEL, "-c", "tempo", "--layers", "1", "--methods", "caa,pci", "--protocol", "auc",
+            "--prompts", "2", "--steps", "2", "--alphas", "-1,1", "--no-mir"]
+    tada(*args, "--out", str(tmp_path / "one"))
+    tada(*args, "--out", str(tmp_path / "two"), processes=2)
+    same_tree(tmp_path / "one", tmp_path / "two", "*.wav")
+    for name in ("results.csv", "steering_metrics.csv", "protocol/tables.md"):
+        assert filecmp.cmp(tmp_path / "one" / name, tmp_path / "two" / name, shallow=False), name

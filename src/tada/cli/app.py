@@ -23,12 +23,20 @@ UNITS = typer.Option("auto", "--units", help="alphas as multiples of the sites' 
 
 @app.callback()
 def options(threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: "
-                                                   "torch's own choice; give 1 when another heavy job shares the cores)")):
+                                                   "torch's own choice; give 1 when another heavy job shares the cores)"),
+            device: str = typer.Option("auto", "--device", help="where models run: auto (this process's GPU if any, "
+                                                                "else the CPU), cpu, cuda, cuda:1, ...")):
     """Localize musical concepts in text-to-music diffusion models and steer them."""
-    if threads is not None:
-        import torch
+    import torch
 
+    from tada.models import registry
+
+    if threads is not None:
         torch.set_num_threads(threads)
+    try:
+        registry.DEFAULT_DEVICE = registry.auto_device() if device == "auto" else str(torch.device(device))
+    except RuntimeError as err:
+        raise TadaError(f"--device {device!r} is not a device torch knows (auto, cpu, cuda, cuda:1, ...): {err}") from err
 
 
 def say(text: str) -> None:

@@ -61,6 +61,22 @@ def known_models() -> list[str]:
     return sorted(BUILDERS) + sorted(CHECKPOINTS)
 
 
+#: Where :func:`load` puts a pipeline when no ``device`` is given (None: where it was built, the CPU);
+#: the command line sets it from its ``--device`` option.
+DEFAULT_DEVICE: str | None = None
+
+
+def auto_device() -> str:
+    """This process's GPU when there is one (``cuda:LOCAL_RANK`` under torchrun / accelerate), else the CPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    return "cpu"
+
+
 def load(name: str = "toy", **kw) -> AudioModel:
     """Load a model by name: ``toy`` (default, offline), ``tiny-stable-audio``, ``tiny-audioldm2``,
     ``tiny-ace-step`` (random weights, offline), ``stable-audio-open``, ``audioldm2-music``,
@@ -70,7 +86,7 @@ def load(name: str = "toy", **kw) -> AudioModel:
     """
     if not isinstance(name, str) or not name:
         raise TadaError(f"model name must be a non-empty string; known models: {', '.join(known_models())}")
-    device = kw.pop("device", None)
+    device = kw.pop("device", None) or DEFAULT_DEVICE
     if name in BUILDERS:
         pipe = BUILDERS[name](**kw)
     elif name in CHECKPOINTS or "/" in name:

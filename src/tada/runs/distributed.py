@@ -16,9 +16,12 @@ import os
 from collections.abc import Sequence
 from typing import TypeVar
 
-from tada.runs.folder import process_rank
-
 T = TypeVar("T")
+
+
+def process_rank() -> int:
+    """This process's rank in a distributed run (0 alone): ``RANK`` as torchrun and accelerate set it."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:

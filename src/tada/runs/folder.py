@@ -32,15 +32,11 @@ from typing import Any
 import pandas as pd
 
 from tada.errors import TadaError
+from tada.runs.distributed import barrier, is_main, process_rank, world_size
 
 MANIFEST = "manifest.json"
 UNITS = "units"
 IGNORED_KEYS = ("library_version",)
-
-
-def process_rank() -> int:
-    """This process's rank in a distributed run (0 alone): ``RANK`` as torchrun and accelerate set it."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def content_hash(*parts: Any) -> str:
@@ -178,7 +174,7 @@ class RunFolder:
         path = self.path / relative
         with writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes of one run may write the same file
             tmp.write_text(text)
             tmp.replace(path)
         return path
@@ -194,8 +190,15 @@ class RunFolder:
         path = self.path / relative
         if path.exists():
             return load(path)
-        artifact = fit()
-        self.file(relative)
+        if world_size() > 1:  # one process fits and saves, the others load what it saved
+            if is_main():
+                self._save(relative, fit())
+            barrier()
+            return load(path)
+        return self._save(relative, fit())
+
+    def _save(self, relative: str | Path, artifact: Any) -> Any:
+        path = self.file(relative)
         with writing(path):
             artifact.save(path)
         return artifact
