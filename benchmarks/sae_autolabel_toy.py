@@ -4,7 +4,8 @@ Collects one site's activations for the first N captions of the shipped corpus, 
 measures the browser's data (`tada.experiments.sae_browser.build_browser`) for the toy's concepts, and then,
 for every live feature whose auto label has r >= --min-r, checks the label against the prompts: the AUC of the
 feature's mean activation per clip for separating clips whose caption names the concept (Concept.has_concept)
-from those naming its counterpart (has_counter). AUC 0.5 is chance; the feature was labelled from the toy
+from those naming its counterpart (has_counter), or from all others where no caption names the counterpart.
+AUC 0.5 is chance; the feature was labelled from the toy
 scorer's similarities, the AUC comes from the captions alone.
 
     python benchmarks/sae_autolabel_toy.py --out runs/sae-autolabel --captions 96 --site 4 --steps 10
@@ -58,6 +59,8 @@ def main() -> None:
             continue
         c = catalogue[concepts[int(corr[j].argmax())]]
         labels = [True if c.has_concept(p) else False if c.has_counter(p) else None for p in prompts]
+        if False not in labels:  # the corpus never names the counterpart (e.g. "no drums"): every other caption
+            labels = [c.has_concept(p) for p in prompts]
         keep = [i for i, lab in enumerate(labels) if lab is not None]
         rows.append((j, c.name, float(corr[j].max()), auc(means[keep, j].tolist(), [labels[i] for i in keep]),
                      len(keep)))

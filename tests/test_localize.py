@@ -192,3 +192,22 @@ def test_fewer_pairs_than_asked_is_said(small, tmp_path):
     corpus.write_text("caption\na fast song with piano\na calm song\n")
     with pytest.warns(UserWarning, match="yields 1 counterfactual pairs, fewer than the 8 asked for"):
         tada.localize(model, "tempo", n_pairs=8, seeds=1, scorer=scorer, captions=corpus, n_boot=10)
+
+
+def test_window_patching_patches_consecutive_layers_and_window_1_is_the_plain_sweep(tmp_path):
+    from tada.localization.sweep import sweep_rows
+
+    assert sweep_rows(4, None, 1) == sweep_rows(4)
+    assert sweep_rows(4, None, 2)[2:] == [(0, [0, 1]), (1, [1, 2]), (2, [2, 3])]
+    assert sweep_rows(4, [1, 3], 2)[2:] == [(1, [1, 2])]  # the window from 3 would run past the last site
+    for bad in (0, 5, 1.5):
+        with pytest.raises(TadaError, match="window must be a whole number of layers from 1 to 4"):
+            sweep_rows(4, None, bad)
+    model = tada.load("tiny-stable-audio")
+    plain = tada.localize(model, "tempo", n_pairs=2, seeds=1, steps=2, out=tmp_path / "plain")
+    one = tada.localize(model, "tempo", n_pairs=2, seeds=1, steps=2, out=tmp_path / "one", window=1)
+    pd.testing.assert_frame_equal(plain.table, one.table)
+    two = tada.localize(model, "tempo", n_pairs=2, seeds=1, steps=2, out=tmp_path / "two", window=2)
+    assert list(two.table["sites"]) == [f"{l}-{l + 1}" for l in range(len(model.sites) - 1)]
+    scores = pd.read_csv(tmp_path / "two" / "scores.csv")
+    assert sorted(scores.layer.unique()) == [-2, -1, *range(len(model.sites) - 1)]

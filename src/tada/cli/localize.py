@@ -21,6 +21,7 @@ def localize(
     concepts: Optional[Path] = CONCEPTS,
     scorer: Optional[str] = typer.Option(None, help="clap, clap-tiny, muq, toy (default: toy for the toy model, else clap)"),
     max_batch: int = typer.Option(16, min=1, help="rows per denoiser batch"),
+    window: int = typer.Option(1, min=1, help="patch this many consecutive layers together (Impact per window)"),
     out: Path = typer.Option(Path("runs/localize"), help="run folder (resumes if it exists)"),
     overwrite: bool = OVERWRITE,
 ):
@@ -28,6 +29,7 @@ def localize(
     import tada
     from tada.concepts import load_captions
     from tada.evaluation.registry import check_scorer_name, load_scorer
+    from tada.localization.sweep import sweep_rows
     from tada.runs import check_output_dir
 
     cat = catalogue(concepts, concept)
@@ -36,9 +38,10 @@ def localize(
     if scorer:
         check_scorer_name(scorer)
     m = tada.load(model)
+    sweep_rows(len(m.sites), None, window)  # a window longer than the model: refused before any generation
     result = tada.localize(m, concept, n_pairs=pairs, seeds=seeds, steps=steps, captions=captions,
                            scorer=load_scorer(scorer) if scorer else None, out=out, max_batch=max_batch,
-                           catalogue=cat, overwrite=overwrite)
+                           catalogue=cat, overwrite=overwrite, window=window)
     for c in concept:
         rows = result.table[result.table.concept == c]
         flags = sorted({f for fl in rows["flags"] for f in str(fl).split(";") if f})

@@ -28,10 +28,17 @@ def _units(n_pairs: int, seeds: Sequence[int]) -> list[tuple[int, int]]:
     return [(p, s) for p in range(n_pairs) for s in seeds]
 
 
-def sweep_rows(n_layers: int, layers: Sequence[int] | None = None) -> list[tuple[int, list[int] | None]]:
-    """The rows of one unit: (layer label, patched sites), layer label SOURCE, TARGET or the site index."""
+def sweep_rows(n_layers: int, layers: Sequence[int] | None = None, window: int = 1) -> list[tuple[int, list[int]]]:
+    """The rows of one unit: (layer label, patched sites), layer label SOURCE, TARGET or a site index. With
+    `window` w, the row labelled l patches the w consecutive sites l .. l + w - 1 together (windows that would
+    run past the last site are left out), so a concept carried by several neighbouring layers can show."""
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= n_layers:
+        raise TadaError(f"window must be a whole number of layers from 1 to {n_layers}; got {window!r}")
     layers = range(n_layers) if layers is None else layers
-    return [(SOURCE, []), (TARGET, list(range(n_layers)))] + [(l, [l]) for l in layers]
+    windows = [(l, list(range(l, l + window))) for l in layers if l + window <= n_layers]
+    if not windows:
+        raise TadaError(f"no window of {window} layers starts at the layers {list(layers)} of {n_layers}")
+    return [(SOURCE, []), (TARGET, list(range(n_layers)))] + windows
 
 
 SCORE_COLUMNS = ("concept", "pair", "seed", "layer", "sim", "target_prompt", "source_prompt")
@@ -40,7 +47,7 @@ SCORE_COLUMNS = ("concept", "pair", "seed", "layer", "sim", "target_prompt", "so
 def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str, str]], queries: Sequence[str],
               seeds: Sequence[int] = (0,), steps: int | None = None, guidance: float | None = None,
               layers: Sequence[int] | None = None, max_batch: int = 16, run: RunFolder | None = None,
-              desc: str | None = None) -> pd.DataFrame:
+              desc: str | None = None, window: int = 1) -> pd.DataFrame:
     """Score every row of every (pair, seed) unit; with `run`, each finished unit is appended to the run
     folder as it finishes and units already there are skipped (a killed run resumes).
 
@@ -56,9 +63,10 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
     if max_batch < 1:
         raise TadaError(f"max_batch must be >= 1; got {max_batch}")
     layers = resolve_sites(model.sites, layers, model.name)
-    rows_def = sweep_rows(len(model.sites), layers)
+    rows_def = sweep_rows(len(model.sites), layers, window)
     units = _units(len(pairs), seeds)
-    keys = {u: content_hash("localize", concept, pairs[u[0]], u[1], layers, list(queries)) for u in units}
+    extra = [window] if window != 1 else []  # window 1 keeps the keys of a plain sweep
+    keys = {u: content_hash("localize", concept, pairs[u[0]], u[1], layers, list(queries), *extra) for u in units}
     stored = run.units() if run is not None else {}
     done = {u: stored[keys[u]]["rows"] for u in units if keys[u] in stored}
     # Batches are a fixed function of the unit list (whole units packed, or one unit split in fixed
@@ -107,14 +115,16 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
 def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs: int = 8, seeds: int | Sequence[int] = 2,
              steps: int | None = None, guidance: float | None = None, scorer=None, captions: str | Path | None = None,
              out: str | Path | None = None, max_batch: int = 16, layers: Sequence[int] | None = None,
-             n_boot: int = 1000, catalogue=None, overwrite: bool = False) -> LayerImpact:
+             n_boot: int = 1000, catalogue=None, overwrite: bool = False, window: int = 1) -> LayerImpact:
     """Localize one or more catalogue concepts on `model` (sec. 4.1) and return their LayerImpact.
 
     Pairs come from the caption corpus (`captions`, a CSV with a `caption` column; the shipped one by
     default) through the concept's keywords and replacement rules. With `out`, the run folder
     (:class:`~tada.runs.RunFolder`) gets manifest.json, the finished units, pairs.csv, scores.csv,
     impact.csv and heatmap.png; running again with the same folder and settings resumes and ends with the
-    same table, with other settings it refuses (or starts clean with `overwrite`).
+    same table, with other settings it refuses (or starts clean with `overwrite`). `window` w > 1 patches w
+    consecutive layers per row (:func:`sweep_rows`); the table's `layer` is each window's first layer and its
+    `sites` column names the window.
     """
     from tada.concepts import build_pairs, load_captions, load_catalogue
     from tada.evaluation.registry import default_scorer
@@ -134,6 +144,7 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
         settings = {"model": model.name, "concepts": concepts, "n_pairs": n_pairs, "seeds": seeds,
                     "steps": steps or model.default_steps,
                     "guidance": guidance if guidance is not None else model.default_guidance, "layers": layers,
+                    **({"window": window} if window != 1 else {}),
                     "scorer": getattr(scorer, "name", type(scorer).__name__),
                     "concept_definitions": content_hash([repr(c) for c in chosen]),
                     "captions": content_hash(sorted(caption_list.items()))}
@@ -148,13 +159,17 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
         pair_list = [(p.positive, p.negative) for p in pairs]
         pair_rows += [{"concept": name, "pair": i, "target": t, "source": s} for i, (t, s) in enumerate(pair_list)]
         frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seeds, steps, guidance,
-                                layers, max_batch, run))
+                                layers, max_batch, run, window=window))
     scores = pd.concat(frames, ignore_index=True)
     result = impact_table(scores, n_boot=n_boot)
+    if window != 1:  # a row's `layer` is its window's first layer; `sites` spells the window out
+        result.table.insert(2, "sites", [f"{l}-{l + window - 1}" for l in result.table["layer"]])
     if run is not None and is_main():
         run.write_table("pairs.csv", pd.DataFrame(pair_rows))
         run.write_table("scores.csv", scores)
         run.write_table("impact.csv", result.table)
-        result.heatmap(run.file("heatmap.png"), title=f"Impact (eq. 9) on {model.name}")
+        title = f"Impact (eq. 9) on {model.name}" + (f", windows of {window} layers (first layer shown)"
+                                                      if window != 1 else "")
+        result.heatmap(run.file("heatmap.png"), title=title)
     barrier()
     return result
