@@ -211,3 +211,72 @@ def test_window_patching_patches_consecutive_layers_and_window_1_is_the_plain_sw
     assert list(two.table["sites"]) == [f"{l}-{l + 1}" for l in range(len(model.sites) - 1)]
     scores = pd.read_csv(tmp_path / "two" / "scores.csv")
     assert sorted(scores.layer.unique()) == [-2, -1, *range(len(model.sites) - 1)]
+
+
+def _fake_sweep(base, noise=0.02):
+    """A stand-in for run_sweep: sim = base[layer] + noise per (pair, layer); source 0, target 1."""
+    from tada.localization.impact import SOURCE, TARGET
+
+    calls = []
+
+    def sweep(model, scorer, concept, pairs, queries, seeds, steps, guidance, layers, max_batch, run, desc=None,
+              window=1, pair_ids=None):
+        calls.append((list(pair_ids), list(layers)))
+        rows = []
+        for p in pair_ids:
+            rng = np.random.default_rng(p)
+            for s in seeds:
+                rows += [{"concept": concept, "pair": p, "seed": s, "layer": SOURCE, "sim": 0.0},
+                         {"concept": concept, "pair": p, "seed": s, "layer": TARGET, "sim": 1.0}]
+                rows += [{"concept": concept, "pair": p, "seed": s, "layer": l, "sim": base[l] + noise * rng.normal()}
+                         for l in layers]
+        return pd.DataFrame(rows)
+    return sweep, calls
+
+
+def test_adaptive_localization_stops_when_the_top_k_is_separated(monkeypatch):
+    from tada.localization import sweep as S
+
+    base = [0.9, 0.8, 0.1, 0.15, 0.05, 0.1]
+    fake, calls = _fake_sweep(base)
+    monkeypatch.setattr(S, "run_sweep", fake)
+    model = tada.load("tiny-stable-audio")
+    layers = list(range(len(model.sites)))
+    pairs = [(f"fast {i}", f"slow {i}") for i in range(12)]
+    res = S.adaptive_sweep(model, None, "tempo", pairs, ["fast"], seeds=[0], layers=layers, top_k=2, round_pairs=3,
+                           n_boot=200)
+    assert res.stopped == "separated"
+    assert calls[0] == ([0, 1, 2], layers)  # round 1 patches every layer
+    assert len(calls) < 4 and res.generations < res.full_generations
+    table = impact_table(res.scores, n_boot=200)
+    assert table.top(2) == [0, 1]
+    assert (table.table.set_index("layer").units[[0, 1]] == 3 * len(calls)).all()  # the top two: every unit
+
+
+def test_adaptive_localization_respects_its_budget(monkeypatch):
+    from tada.localization import sweep as S
+
+    fake, calls = _fake_sweep([0.5] * 6, noise=0.2)  # no layer stands out: only the budget stops it
+    monkeypatch.setattr(S, "run_sweep", fake)
+    model = tada.load("tiny-stable-audio")
+    pairs = [(f"fast {i}", f"slow {i}") for i in range(12)]
+    one_round = 2 * 1 * (len(model.sites) + 2)
+    res = S.adaptive_sweep(model, None, "tempo", pairs, ["fast"], seeds=[0], round_pairs=2, budget=2 * one_round,
+                           n_boot=100)
+    assert res.stopped == "budget" and res.generations == 2 * one_round and len(calls) == 2
+    with pytest.raises(TadaError, match="does not pay for one round"):
+        S.adaptive_sweep(model, None, "tempo", pairs, ["fast"], seeds=[0], round_pairs=2, budget=one_round - 1)
+
+
+def test_adaptive_rows_are_the_full_sweeps_rows(tmp_path):
+    model = tada.load("tiny-stable-audio")
+    tada.localize(model, "tempo", n_pairs=4, seeds=1, steps=2, out=tmp_path / "full")
+    res = tada.localize(model, "tempo", n_pairs=4, seeds=1, steps=2, out=tmp_path / "adaptive",
+                        adaptive={"top_k": 1, "round_pairs": 2})
+    full = pd.read_csv(tmp_path / "full" / "scores.csv")
+    part = pd.read_csv(tmp_path / "adaptive" / "scores.csv")
+    merged = part.merge(full, on=["concept", "pair", "seed", "layer"], suffixes=("", "_full"))
+    assert len(merged) == len(part) and (merged.sim == merged.sim_full).all()
+    assert list(pd.read_csv(tmp_path / "adaptive" / "adaptive.csv").columns) == [
+        "concept", "stopped", "generations", "full_sweep_generations"]
+    assert res.adaptive.generations.iloc[0] <= res.adaptive.full_sweep_generations.iloc[0]

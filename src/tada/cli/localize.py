@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from tada.cli.app import CONCEPTS, MODEL, OVERWRITE, app, catalogue, say
+from tada.errors import TadaError
 
 
 @app.command()
@@ -22,6 +23,10 @@ def localize(
     scorer: Optional[str] = typer.Option(None, help="clap, clap-tiny, muq, toy (default: toy for the toy model, else clap)"),
     max_batch: int = typer.Option(16, min=1, help="rows per denoiser batch"),
     window: int = typer.Option(1, min=1, help="patch this many consecutive layers together (Impact per window)"),
+    adaptive: bool = typer.Option(False, "--adaptive", help="rounds of pairs, dropping layers that cannot reach the "
+                                                            "top k, until the top k is separated or --budget is spent"),
+    budget: Optional[int] = typer.Option(None, min=1, help="--adaptive: at most this many generations per concept"),
+    top_k: int = typer.Option(2, min=1, help="--adaptive: how many top layers to separate"),
     out: Path = typer.Option(Path("runs/localize"), help="run folder (resumes if it exists)"),
     overwrite: bool = OVERWRITE,
 ):
@@ -39,14 +44,21 @@ def localize(
         check_scorer_name(scorer)
     m = tada.load(model)
     sweep_rows(len(m.sites), None, window)  # a window longer than the model: refused before any generation
+    if budget is not None and not adaptive:
+        raise TadaError("--budget applies to --adaptive sweeps; add --adaptive")
     result = tada.localize(m, concept, n_pairs=pairs, seeds=seeds, steps=steps, captions=captions,
                            scorer=load_scorer(scorer) if scorer else None, out=out, max_batch=max_batch,
-                           catalogue=cat, overwrite=overwrite, window=window)
+                           catalogue=cat, overwrite=overwrite, window=window,
+                           adaptive={"top_k": top_k, "budget": budget} if adaptive else None)
     for c in concept:
         rows = result.table[result.table.concept == c]
         flags = sorted({f for fl in rows["flags"] for f in str(fl).split(";") if f})
         note = f" (flags: {', '.join(flags)}; see impact.csv)" if flags else ""
         say(f"{c}: top layers {result.top(3, concept=c)}{note}")
+    if result.adaptive is not None:
+        for r in result.adaptive.itertuples():
+            say(f"{r.concept}: adaptive sweep stopped ({r.stopped}) after {r.generations} of the full sweep's "
+                f"{r.full_sweep_generations} generations")
     say(f"wrote {out}/impact.csv, {out}/heatmap.png")
 
 

@@ -62,6 +62,7 @@ class LayerImpact:
     """
 
     table: pd.DataFrame
+    adaptive: pd.DataFrame | None = None  # why an adaptive sweep stopped, per concept (tada.localization.sweep)
 
     def matrix(self) -> pd.DataFrame:
         """concept x layer Impact."""
@@ -138,9 +139,17 @@ def impact_table(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Lay
         imp = impact(patched, src, tgt)
         lo, hi = bootstrap_impact(patched, src, tgt, n_boot=n_boot, seed=seed)
         flags = impact_flags(patched, src, tgt, imp, lo, hi)
+        # A layer an adaptive sweep stopped patching has fewer units: its values come from the units it has.
+        units = (~np.isnan(patched)).sum(0)
+        for j in np.flatnonzero(units < len(wide)):
+            have = ~np.isnan(patched[:, j])
+            col, s_, t_ = patched[have, j:j + 1], src[have], tgt[have]
+            imp[j] = impact(col, s_, t_)[0]
+            (lo[j],), (hi[j],) = bootstrap_impact(col, s_, t_, n_boot=n_boot, seed=seed)
+            flags[j] = impact_flags(col, s_, t_, imp[j:j + 1], lo[j:j + 1], hi[j:j + 1])[0]
         for j, layer in enumerate(layers):
             out.append({"concept": concept, "layer": int(layer), "impact": imp[j], "ci_low": lo[j],
-                        "ci_high": hi[j], "units": len(wide), "flags": flags[j]})
+                        "ci_high": hi[j], "units": int(units[j]), "flags": flags[j]})
         concept_flags = sorted({f for fl in flags for f in fl.split(";") if f})
         if concept_flags:
             warnings.warn(f"Impact of {concept!r}: {', '.join(concept_flags)} (see the flags column of the table "

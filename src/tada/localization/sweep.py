@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -47,9 +48,10 @@ SCORE_COLUMNS = ("concept", "pair", "seed", "layer", "sim", "target_prompt", "so
 def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str, str]], queries: Sequence[str],
               seeds: Sequence[int] = (0,), steps: int | None = None, guidance: float | None = None,
               layers: Sequence[int] | None = None, max_batch: int = 16, run: RunFolder | None = None,
-              desc: str | None = None, window: int = 1) -> pd.DataFrame:
-    """Score every row of every (pair, seed) unit; with `run`, each finished unit is appended to the run
-    folder as it finishes and units already there are skipped (a killed run resumes).
+              desc: str | None = None, window: int = 1, pair_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Score every row of every (pair, seed) unit (of the pairs `pair_ids` only, if given); with `run`, each
+    finished unit is appended to the run folder as it finishes and units already there are skipped (a killed
+    run resumes).
 
     pairs: (P_c, P_c~) prompts. queries: texts describing the concept; a row's `sim` is its mean
     similarity to them under `scorer`. A unit's key holds its concept, prompts, seed and layers, so a unit
@@ -64,7 +66,7 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
         raise TadaError(f"max_batch must be >= 1; got {max_batch}")
     layers = resolve_sites(model.sites, layers, model.name)
     rows_def = sweep_rows(len(model.sites), layers, window)
-    units = _units(len(pairs), seeds)
+    units = [u for u in _units(len(pairs), seeds) if pair_ids is None or u[0] in set(pair_ids)]
     extra = [window] if window != 1 else []  # window 1 keeps the keys of a plain sweep
     keys = {u: content_hash("localize", concept, pairs[u[0]], u[1], layers, list(queries), *extra) for u in units}
     stored = run.units() if run is not None else {}
@@ -112,10 +114,63 @@ def run_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str
     return pd.DataFrame([r for u in units for r in done[u]], columns=list(SCORE_COLUMNS))  # one order, fresh or read back
 
 
+class AdaptiveResult(NamedTuple):
+    """What an adaptive sweep did: its scores (rows of the units it ran), why it stopped, its generations."""
+
+    scores: pd.DataFrame
+    stopped: str
+    generations: int
+    full_generations: int
+
+
+def adaptive_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tuple[str, str]], queries: Sequence[str],
+                   seeds: Sequence[int] = (0,), steps: int | None = None, guidance: float | None = None,
+                   layers: Sequence[int] | None = None, max_batch: int = 16, run: RunFolder | None = None,
+                   top_k: int = 2, budget: int | None = None, round_pairs: int = 2, n_boot: int = 1000,
+                   window: int = 1) -> AdaptiveResult:
+    """Localization in rounds of `round_pairs` pairs (all their seeds). After each round, Impact and its
+    bootstrap interval (:func:`~tada.localization.impact.impact_table`, each layer over the units that patched
+    it) decide which layers are still contenders for the top `top_k`: a layer whose upper bound falls below the
+    k-th best lower bound is no longer patched. It stops when only the top k are left ("separated"), when the
+    next round would pass `budget` generations ("budget"), or when the pairs run out ("all pairs"). The rows of
+    the units it ran are those of the full sweep (same keys, so either resumes the other's units)."""
+    layers = resolve_sites(model.sites, layers, model.name)
+    contenders, frames, used = list(layers), [], 0
+    full = len(pairs) * len(seeds) * len(sweep_rows(len(model.sites), layers, window))
+    stopped = "all pairs"
+    for start in range(0, len(pairs), round_pairs):
+        ids = list(range(start, min(start + round_pairs, len(pairs))))
+        cost = len(ids) * len(seeds) * len(sweep_rows(len(model.sites), contenders, window))
+        if budget is not None and used + cost > budget:
+            stopped = "budget"
+            break
+        frames.append(run_sweep(model, scorer, concept, pairs, queries, seeds, steps, guidance, contenders, max_batch,
+                                run, desc=f"localize {concept} (adaptive, pairs {ids[0]}-{ids[-1]})", window=window,
+                                pair_ids=ids))
+        used += cost
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # flags of a partial table; the final table warns
+            table = impact_table(pd.concat(frames, ignore_index=True), n_boot=n_boot).table
+        table = table[table.layer.isin(contenders)].sort_values("impact", ascending=False, kind="stable")
+        if len(table) <= top_k or table.impact.isna().all():
+            continue
+        kth_low = table.ci_low.iloc[top_k - 1]
+        contenders = sorted(int(l) for l, hi, rank in zip(table.layer, table.ci_high, range(len(table)))
+                            if rank < top_k or not hi < kth_low)
+        if len(contenders) <= top_k:
+            stopped = "separated"
+            break
+    if not frames:
+        raise TadaError(f"a budget of {budget} generations does not pay for one round "
+                        f"({round_pairs} pairs x {len(seeds)} seeds x {len(layers) + 2} rows)")
+    return AdaptiveResult(pd.concat(frames, ignore_index=True), stopped, used, full)
+
+
 def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs: int = 8, seeds: int | Sequence[int] = 2,
              steps: int | None = None, guidance: float | None = None, scorer=None, captions: str | Path | None = None,
              out: str | Path | None = None, max_batch: int = 16, layers: Sequence[int] | None = None,
-             n_boot: int = 1000, catalogue=None, overwrite: bool = False, window: int = 1) -> LayerImpact:
+             n_boot: int = 1000, catalogue=None, overwrite: bool = False, window: int = 1,
+             adaptive: dict | None = None) -> LayerImpact:
     """Localize one or more catalogue concepts on `model` (sec. 4.1) and return their LayerImpact.
 
     Pairs come from the caption corpus (`captions`, a CSV with a `caption` column; the shipped one by
@@ -124,7 +179,9 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
     impact.csv and heatmap.png; running again with the same folder and settings resumes and ends with the
     same table, with other settings it refuses (or starts clean with `overwrite`). `window` w > 1 patches w
     consecutive layers per row (:func:`sweep_rows`); the table's `layer` is each window's first layer and its
-    `sites` column names the window.
+    `sites` column names the window. `adaptive`: run :func:`adaptive_sweep` with these settings (e.g.
+    ``{"top_k": 2, "budget": 400}``) instead of the full sweep; why each concept stopped is in ``result.adaptive``
+    and adaptive.csv.
     """
     from tada.concepts import build_pairs, load_captions, load_catalogue
     from tada.evaluation.registry import default_scorer
@@ -144,13 +201,13 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
         settings = {"model": model.name, "concepts": concepts, "n_pairs": n_pairs, "seeds": seeds,
                     "steps": steps or model.default_steps,
                     "guidance": guidance if guidance is not None else model.default_guidance, "layers": layers,
-                    **({"window": window} if window != 1 else {}),
+                    **({"window": window} if window != 1 else {}), **({"adaptive": adaptive} if adaptive else {}),
                     "scorer": getattr(scorer, "name", type(scorer).__name__),
                     "concept_definitions": content_hash([repr(c) for c in chosen]),
                     "captions": content_hash(sorted(caption_list.items()))}
         run = RunFolder(out, "localize", settings, overwrite=overwrite)
     scorer = scorer or default_scorer(model)
-    frames, pair_rows = [], []
+    frames, pair_rows, stops = [], [], []
     for name, c in zip(concepts, chosen):
         pairs = build_pairs(c, caption_list, n=n_pairs).pairs
         if len(pairs) < n_pairs:
@@ -158,16 +215,27 @@ def localize(model: AudioModel, concept: str | Sequence[str] = "tempo", n_pairs:
                           f"the {n_pairs} asked for; localizing on {len(pairs)}", stacklevel=2)
         pair_list = [(p.positive, p.negative) for p in pairs]
         pair_rows += [{"concept": name, "pair": i, "target": t, "source": s} for i, (t, s) in enumerate(pair_list)]
-        frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seeds, steps, guidance,
-                                layers, max_batch, run, window=window))
+        if adaptive is None:
+            frames.append(run_sweep(model, scorer, name, pair_list, c.queries.positive, seeds, steps, guidance,
+                                    layers, max_batch, run, window=window))
+            continue
+        res = adaptive_sweep(model, scorer, name, pair_list, c.queries.positive, seeds, steps, guidance, layers,
+                             max_batch, run, n_boot=n_boot, window=window, **adaptive)
+        frames.append(res.scores)
+        stops.append({"concept": name, "stopped": res.stopped, "generations": res.generations,
+                      "full_sweep_generations": res.full_generations})
     scores = pd.concat(frames, ignore_index=True)
     result = impact_table(scores, n_boot=n_boot)
+    if stops:
+        result.adaptive = pd.DataFrame(stops)
     if window != 1:  # a row's `layer` is its window's first layer; `sites` spells the window out
         result.table.insert(2, "sites", [f"{l}-{l + window - 1}" for l in result.table["layer"]])
     if run is not None and is_main():
         run.write_table("pairs.csv", pd.DataFrame(pair_rows))
         run.write_table("scores.csv", scores)
         run.write_table("impact.csv", result.table)
+        if stops:
+            run.write_table("adaptive.csv", result.adaptive)
         title = f"Impact (eq. 9) on {model.name}" + (f", windows of {window} layers (first layer shown)"
                                                       if window != 1 else "")
         result.heatmap(run.file("heatmap.png"), title=title)

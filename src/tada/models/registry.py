@@ -61,8 +61,8 @@ def known_models() -> list[str]:
     return sorted(BUILDERS) + sorted(CHECKPOINTS)
 
 
-#: Where :func:`load` puts a pipeline when no ``device`` is given (None: where it was built, the CPU);
-#: the command line sets it from its ``--device`` option.
+#: Where :func:`load` puts a pipeline that can move when no ``device`` is given (None: where it was built, the
+#: CPU); the command line sets it from its ``--device`` option.
 DEFAULT_DEVICE: str | None = None
 
 
@@ -86,7 +86,7 @@ def load(name: str = "toy", **kw) -> AudioModel:
     """
     if not isinstance(name, str) or not name:
         raise TadaError(f"model name must be a non-empty string; known models: {', '.join(known_models())}")
-    device = kw.pop("device", None) or DEFAULT_DEVICE
+    device = kw.pop("device", None)
     if name in BUILDERS:
         pipe = BUILDERS[name](**kw)
     elif name in CHECKPOINTS or "/" in name:
@@ -116,7 +116,11 @@ def load(name: str = "toy", **kw) -> AudioModel:
     else:
         raise TadaError(f"unknown model {name!r}; known models: {', '.join(known_models())}, "
                          "or a hub id / local folder such as 'stabilityai/stable-audio-open-1.0'")
+    if device is None and DEFAULT_DEVICE is not None and hasattr(pipe, "to"):
+        device = DEFAULT_DEVICE  # the embedded toy pipeline has no .to: it stays on the CPU
     if device is not None:
+        if not hasattr(pipe, "to"):
+            raise TadaError(f"{name} runs on the CPU only; got device={device!r}")
         pipe = pipe.to(device)
     model = wrap(pipe, name=name)
     if name.startswith("tiny-"):
