@@ -30,8 +30,9 @@ ALLOWED = {
     "experiments": {"audio", "concepts", "engine", "errors", "evaluation", "localization", "methods", "models",
                     "progress", "registry", "report", "runs", "sae", "tada"},
     "toy.training": {"audio", "errors", "evaluation", "models", "progress", "runs", "toy.world"},
+    "studio": {"audio", "concepts", "errors", "evaluation", "methods", "models", "registry", "report", "runs"},
     "cli": {"audio", "concepts", "engine", "errors", "evaluation", "experiments", "localization", "methods", "models",
-            "progress", "registry", "report", "runs", "sae", "tada", "toy.world", "toy.training"},
+            "progress", "registry", "report", "runs", "sae", "studio", "tada", "toy.world", "toy.training"},
     "__main__": {"cli"},
     "tada": set(),
 }

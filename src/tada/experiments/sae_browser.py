@@ -187,7 +187,8 @@ def build_browser(model: AudioModel, sae: TopKSAE, activations: str | Path, out:
 def write_browser(data: BrowserData, out: str | Path) -> Path:
     """The static site of :mod:`tada.report.sae_browser` from measured data; returns index.html."""
     from tada.audio import Audio
-    from tada.report.sae_browser import spectrogram_png, write_site
+    from tada.report.plots import spectrogram_png
+    from tada.report.sae_browser import write_site
     from tada.sae.stats import HIST_EDGES
 
     out = Path(out)

@@ -62,3 +62,26 @@ def _save(fig, ax, path: Path, title: str | None) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def spectrogram_png(wave, sample_rate: int, path: str | Path) -> Path:
+    """A log-mel spectrogram of a mono clip, as wide as the page's clips, time running 0..duration."""
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    mel = librosa.feature.melspectrogram(y=np.asarray(wave, dtype=np.float32), sr=sample_rate, n_mels=64,
+                                         n_fft=1024, hop_length=256)
+    fig = plt.figure(figsize=(4.2, 1.2), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(librosa.power_to_db(mel, ref=np.max), origin="lower", aspect="auto", cmap="magma",
+              extent=(0, len(wave) / sample_rate, 0, 64))
+    ax.axis("off")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,129 @@
+"""The studio's callbacks as plain functions on a :class:`Studio`: generate a prompt at a seed, steered by any
+number of steering artifacts at chosen strengths, next to its unsteered (alpha = 0) clip of the same seed.
+
+Every result is a file in the studio's cache folder, keyed by (model, prompt, seed, steps, the artifacts' content
+hashes, their strengths and units): asking again for settings already made (a slider moved back) reads the
+file instead of generating. A result's settings are written beside it as JSON, in the form
+:meth:`Studio.generate` takes, so that a download reproduces it exactly. One lock serialises generation, so any
+number of clients can call at once; each gets its own result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from tada.errors import TadaError
+from tada.methods.base import load as load_artifact
+from tada.models.base import AudioModel, check_prompts
+from tada.runs import content_hash
+
+
+@dataclass(frozen=True)
+class Result:
+    """Files of one studio result: the steered clip, its alpha = 0 reference, their spectrograms, the settings."""
+
+    audio: Path
+    reference: Path
+    spectrogram: Path
+    reference_spectrogram: Path
+    settings: Path
+
+
+class Studio:
+    """A model, the steering artifacts it can turn (by name), and a cache folder."""
+
+    def __init__(self, model: AudioModel, cache: str | Path, artifacts: dict | None = None):
+        self.model, self.cache = model, Path(cache)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.artifacts: dict = {}
+        self._lock = threading.Lock()
+        for name, art in (artifacts or {}).items():
+            self.add(name, art)
+
+    @classmethod
+    def from_folder(cls, model: AudioModel, folder: str | Path | None, cache: str | Path) -> "Studio":
+        """Every steering file (`*.safetensors` with its .json) in `folder`, checked against the model."""
+        artifacts = {}
+        if folder is not None:
+            folder = Path(folder)
+            if not folder.is_dir():
+                raise TadaError(f"--vectors {folder} is not a folder of steering files")
+            for path in sorted(folder.glob("*.safetensors")):
+                artifacts[path.stem] = load_artifact(path, model=model)
+        return cls(model, cache, artifacts)
+
+    def add(self, name: str, artifact) -> None:
+        artifact.check_model(self.model)
+        self.artifacts[name] = artifact
+
+    def fit(self, concept: str, method: str = "caa", sites="all", **settings) -> str:
+        """Fit a catalogue concept with any method on the spot; returns the name it is added under."""
+        from tada.methods.base import method as method_info
+
+        art = method_info(method).cls.fit(self.model, concept, sites=sites, **settings)
+        name = f"{concept}-{method}"
+        self.add(name, art)
+        return name
+
+    # ------------------------------------------------------------------------------------------ generation
+    def check(self, prompt: str, seed, steps, strengths: dict[str, float]) -> tuple[str, int, int, dict]:
+        """The settings checked, one clear message for the first bad one."""
+        (prompt,) = check_prompts([prompt])
+        if isinstance(seed, float) and seed.is_integer():
+            seed = int(seed)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise TadaError(f"seed must be a whole number >= 0; got {seed!r}")
+        steps = self.model.default_steps if steps is None else steps
+        if isinstance(steps, float) and steps.is_integer():
+            steps = int(steps)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise TadaError(f"steps must be a whole number >= 1; got {steps!r}")
+        clean = {}
+        for name, alpha in strengths.items():
+            if name not in self.artifacts:
+                raise TadaError(f"no steering artifact {name!r}; this studio has {', '.join(self.artifacts) or 'none'}")
+            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+                raise TadaError(f"the strength of {name} must be a finite number; got {alpha!r}")
+            if alpha != 0:
+                clean[name] = float(alpha)
+        return prompt, seed, steps, clean
+
+    def generate(self, prompt: str, seed: int = 0, steps: int | None = None, strengths: dict | None = None,
+                 units: str = "auto") -> Result:
+        """The clip for these settings and its alpha = 0 reference (cached). `units`: "norm" (multiples of the
+        artifact's frame norm), "raw", or "auto" (norm where the artifact records one)."""
+        prompt, seed, steps, strengths = self.check(prompt, seed, steps, strengths or {})
+        reference = self._clip(prompt, seed, steps, {}, units)
+        steered = self._clip(prompt, seed, steps, strengths, units) if strengths else reference
+        return Result(steered / "audio.wav", reference / "audio.wav", steered / "spectrogram.png",
+                      reference / "spectrogram.png", steered / "settings.json")
+
+    def _strength(self, name: str, alpha: float, units: str):
+        art = self.artifacts[name]
+        if units == "auto":
+            units = "norm" if art.meta.get("frame_norm") else "raw"
+        return art.strength(alpha, units)
+
+    def _clip(self, prompt: str, seed: int, steps: int, strengths: dict, units: str) -> Path:
+        from tada.report.plots import spectrogram_png
+
+        settings = {"model": self.model.name, "prompt": prompt, "seed": seed, "steps": steps, "units": units,
+                    "strengths": strengths}
+        key = content_hash(settings, {n: self.artifacts[n].content_hash() for n in sorted(strengths)})
+        folder = self.cache / key
+        if (folder / "settings.json").is_file():
+            return folder
+        with self._lock:
+            if (folder / "settings.json").is_file():  # made by another caller while this one waited
+                return folder
+            steer = [self.artifacts[n].at(self._strength(n, a, units)) for n, a in strengths.items()]
+            audio = self.model.generate([prompt], [seed], steps=steps, steer=steer)
+            folder.mkdir(parents=True, exist_ok=True)
+            audio.save(folder, ["audio"])
+            spectrogram_png(audio.mono()[0].numpy(), audio.sample_rate, folder / "spectrogram.png")
+            (folder / "settings.json").write_text(json.dumps(settings, indent=2))  # last: marks the result done
+        return folder

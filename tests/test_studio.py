@@ -1,0 +1,150 @@
+"""The studio: its callbacks as plain functions (the library's audio for the same settings), the Gradio server
+driven by a real client (two at once), and the page in headless Chromium."""
+
+import json
+import socket
+import threading
+
+import pytest
+import torch
+
+import tada
+from tada.audio import Audio
+from tada.errors import TadaError
+from tada.studio.session import Studio
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    from tada.methods.base import method
+
+    root = tmp_path_factory.mktemp("studio")
+    model = tada.load("toy")
+    method("caa").cls.fit(model, "tempo", sites=[1, 2], steps=STEPS, n_pairs=2).save(root / "vectors" / "tempo")
+    method("pci").cls.fit(model, "mood", sites="all").save(root / "vectors" / "mood-pci")
+    return Studio.from_folder(model, root / "vectors", root / "cache")
+
+
+def library(studio, prompt, seed, steer):
+    return studio.model.generate([prompt], [seed], steps=STEPS, steer=steer).waveform
+
+
+def test_a_result_is_the_librarys_audio_and_is_cached(studio):
+    tempo = studio.artifacts["tempo"]
+    r = studio.generate("a calm song", 3, STEPS, {"tempo": 1.5, "mood-pci": 0})
+    expected = library(studio, "a calm song", 3, [tempo.at(tempo.strength(1.5, "norm"))])
+    torch.testing.assert_close(Audio.load([r.audio]).waveform, expected, atol=1 / 32768, rtol=0)  # 16-bit WAV
+    torch.testing.assert_close(Audio.load([r.reference]).waveform, library(studio, "a calm song", 3, []),
+                               atol=1 / 32768, rtol=0)
+    settings = json.loads(r.settings.read_text())
+    assert settings == {"model": "toy", "prompt": "a calm song", "seed": 3, "steps": STEPS, "units": "auto",
+                        "strengths": {"tempo": 1.5}}  # a zero strength installs nothing and is left out
+    assert r.spectrogram.stat().st_size > 0
+    stamp = r.audio.stat().st_mtime_ns
+    again = studio.generate("a calm song", 3, STEPS, {"tempo": 1.5})
+    assert again == r and again.audio.stat().st_mtime_ns == stamp  # moving back to a strength reads the file
+    both = studio.generate("a calm song", 3, STEPS, {"tempo": 1.5, "mood-pci": 2})
+    pci = studio.artifacts["mood-pci"]
+    torch.testing.assert_close(Audio.load([both.audio]).waveform, library(
+        studio, "a calm song", 3, [tempo.at(tempo.strength(1.5, "norm")), pci.at(2.0)]), atol=1 / 32768, rtol=0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("", 0, STEPS, {}), "empty"),
+    (("a song", -1, STEPS, {}), "seed must be a whole number >= 0; got -1"),
+    (("a song", 0, 0, {}), "steps must be a whole number >= 1; got 0"),
+    (("a song", 0, STEPS, {"nope": 1.0}), "no steering artifact 'nope'"),
+    (("a song", 0, STEPS, {"tempo": float("nan")}), "the strength of tempo must be a finite number; got nan"),
+])
+def test_bad_settings_get_one_clear_message(studio, args, message):
+    with pytest.raises(TadaError, match=message):
+        studio.generate(*args)
+
+
+def test_a_vector_for_another_model_is_refused(studio):
+    other = tada.load("tiny-stable-audio")
+    from tada.methods.base import method
+
+    vec = method("caa").cls.fit(other, "tempo", sites=[1], steps=2, n_pairs=1)
+    with pytest.raises(TadaError, match="width 16; toy's site 1 has width 128"):
+        studio.add("other", vec)
+
+
+def test_sliders_run_over_each_methods_own_sweep(studio):
+    from tada.studio.app import slider_range
+
+    assert slider_range(studio, "tempo") == (-2.0, 2.0, 0.05)  # multiples of the frame norm
+    n = studio.model.default_steps
+    assert slider_range(studio, "mood-pci") == (-float(n), float(n), 1.0)  # whole steps
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(studio):
+    pytest.importorskip("gradio")
+    from tada.studio.app import build_app
+
+    app = build_app(studio)
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def test_two_clients_at_once_get_the_librarys_audio(server, studio):
+    from gradio_client import Client
+
+    results = {}
+    sliders = [{"tempo": 1.0}.get(name, 0.0) for name in studio.artifacts]  # one value per slider, in their order
+
+    def ask(seed):
+        client = Client(server, verbose=False)
+        results[seed] = client.predict("a rock song", seed, STEPS, "auto", *sliders, api_name="/generate")
+
+    threads = [threading.Thread(target=ask, args=(s,)) for s in (5, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    tempo = studio.artifacts["tempo"]
+    for seed in (5, 6):
+        files = results[seed][4]  # the download: the studio's own WAV (the player's copy is re-encoded by Gradio)
+        audio = next(f for f in files if str(f).endswith(".wav"))
+        assert str(results[seed][0]).endswith(".wav")
+        expected = library(studio, "a rock song", seed, [tempo.at(tempo.strength(1.0, "norm"))])
+        torch.testing.assert_close(Audio.load([audio]).waveform, expected, atol=1 / 32768, rtol=0)
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="the strength of tempo must be a finite number|empty"):
+        client.predict("", 0, STEPS, "auto", *sliders, api_name="/generate")
+    assert client.predict("a rock song", 5, STEPS, "auto", *sliders, api_name="/generate")  # still serving
+
+
+def test_the_app_renders_in_headless_chromium(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_sae_browser import _chromium
+
+    driver = _chromium()
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 60)
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=range]")))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "input[type=range]")) >= 2  # a slider per artifact
+        button = driver.find_element(By.ID, "generate")
+        driver.execute_script("arguments[0].click()", button)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'a[href$="settings.json"]'))  # the download
+        assert len(driver.find_elements(By.TAG_NAME, "audio")) >= 2  # the steered and the alpha = 0 players
+        links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")]
+        assert any(h.startswith(server) and h.endswith("audio.wav") for h in links)
+        shown = [i for i in driver.find_elements(By.TAG_NAME, "img") if "spectrogram.png" in i.get_attribute("src")]
+        assert shown and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in shown)
+    finally:
+        driver.quit()
