@@ -16,7 +16,7 @@ def audio(*waves):
 
 
 def test_the_concept_picks_its_measures():
-    assert M.concept_measures("tempo") == ("tempo_bpm", "onset_rate", "weighted_onset_rate")
+    assert M.concept_measures("tempo") == ("weighted_onset_rate", "onset_rate", "tempo_bpm")
     assert M.concept_measures("mood") == ("major_minor",)
     assert M.concept_measures("vocal_gender") == ("vocal_register",)
     assert M.concept_measures("piano") == ("brightness",)  # a timbre measure only

@@ -104,3 +104,46 @@ def generate(
     m = tada.load(model)
     paths = m.generate(prompt, [seed] * len(prompt), steps=steps).save(out)
     say("\n".join(str(p) for p in paths))
+
+
+@app.command()
+def calibrate(
+    vector: Path = typer.Argument(..., help="a steering file of any method"),
+    model: str = MODEL,
+    prompts: int = typer.Option(4, min=1, help="evaluation prompts of the short sweep"),
+    alphas: Optional[str] = typer.Option(None, help="strengths (default: the method's own sweep)"),
+    units: str = UNITS,
+    concept: Optional[str] = typer.Option(None, "--concept", "-c", help="catalogue concept (default: the file's)"),
+    steps: Optional[int] = typer.Option(None),
+    out: Optional[Path] = typer.Option(None, help="sweep folder (default: beside the vector)"),
+):
+    """Measure what the artifact's strength does (alignment and the concept's MIR measure) and its usable
+    range; writes NAME.calibration.json and NAME.calibration.png beside the file."""
+    import pandas as pd
+
+    import tada
+    from tada.concepts import load_eval_prompts
+    from tada.experiments.alpha_sweep import parse_alphas
+    from tada.experiments.calibration import calibrate as run_calibration
+    from tada.experiments.calibration import calibration_path, write_calibrations
+    from tada.methods.base import load, steering_path
+    from tada.report.plots import alpha_curves
+
+    art = load(vector)
+    grid = parse_alphas(alphas) if alphas is not None else None
+    check_units(units, [art])
+    target = calibration_path(vector)
+    folder = out or steering_path(vector).with_name(target.name.removesuffix(".json"))
+    m = tada.load(model)
+    art.check_model(m)
+    cals = run_calibration(m, art, load_eval_prompts()[:prompts], folder, alphas=grid, units=units, concept=concept,
+                           steps=steps)
+    write_calibrations(target, cals)
+    cal = cals["alignment"]
+    alpha_curves(pd.DataFrame({"alpha": cal.alphas, "alignment": cal.effects, "prompt_index": 0, "seed": 0}),
+                 target.with_suffix(".png"), title=f"{steering_path(vector).stem}: alignment change, usable {cal.usable}")
+    for name, c in cals.items():
+        say(f"{name}: usable alphas {c.usable[0]:+g} .. {c.usable[1]:+g} ({c.units}); effect "
+            f"{c.to_effect(c.usable[0]):+.4g} .. {c.to_effect(c.usable[1]):+.4g}"
+            + ("" if c.monotonic() else "; not monotonic there"))
+    say(f"wrote {target} and {target.with_suffix('.png')}")

@@ -2,8 +2,8 @@
 measurements of every generated file, its preservation axes against the same prompt and seed at alpha = 0,
 and how well a scorer's alignment agrees with the measurement.
 
-* concept measures (`CONCEPT_MEASURES`): tempo by beat-tracker BPM, onset rate and strength-weighted onset
-  rate; mood by the major-minor score; vocal gender by the median f0 (vocal register, semitones); every other
+* concept measures (`CONCEPT_MEASURES`, the one that separates the toy's classes best first): tempo by
+  strength-weighted onset rate, onset rate and beat-tracker BPM; mood by the major-minor score; vocal gender by the median f0 (vocal register, semitones); every other
   concept (instruments, genres) by brightness (spectral centroid), a timbre measure only, said as such;
 * preservation axes (`AXES`, the authors' names): harmony (1 - chroma cosine), rhythm (1 - beat F-measure),
   melody (1 - raw pitch accuracy), ssm (1 - correlation of chroma self-similarity), each 0 at alpha = 0;
@@ -32,7 +32,7 @@ MEASURES: dict[str, Callable] = {
     "brightness": mir.brightness,
 }
 CONCEPT_MEASURES: dict[str, tuple[str, ...]] = {
-    "tempo": ("tempo_bpm", "onset_rate", "weighted_onset_rate"),
+    "tempo": ("weighted_onset_rate", "onset_rate", "tempo_bpm"),  # the best validated first (docs/evaluation.md)
     "mood": ("major_minor",),
     "vocal_gender": ("vocal_register",),
 }
