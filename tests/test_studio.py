@@ -148,3 +148,20 @@ def test_the_app_renders_in_headless_chromium(server):
         assert shown and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in shown)
     finally:
         driver.quit()
+
+
+def test_a_calibrated_dial_moves_in_the_measured_effect(studio, tmp_path):
+    from tada.experiments.calibration import Calibration, calibration_path, write_calibrations
+    from tada.studio.app import slider_range
+
+    tempo = studio.artifacts["tempo"]
+    tempo.save(tmp_path / "vectors" / "tempo")
+    cal = Calibration("alignment", "norm", [-2.0, 0.0, 2.0], [-0.2, 0.0, 0.3], (-2.0, 2.0))
+    write_calibrations(calibration_path(tmp_path / "vectors" / "tempo"), {"alignment": cal})
+    dial = Studio.from_folder(studio.model, tmp_path / "vectors", tmp_path / "cache")
+    assert slider_range(dial, "tempo") == (-0.2, 0.3, 0.005)
+    r = dial.generate("a calm song", 1, STEPS, {"tempo": 0.15})  # half way up: alpha 1 in norm units
+    expected = library(dial, "a calm song", 1, [tempo.at(tempo.strength(1.0, "norm"))])
+    torch.testing.assert_close(Audio.load([r.audio]).waveform, expected, atol=1 / 32768, rtol=0)
+    with pytest.raises(TadaError, match="outside the usable range"):
+        dial.generate("a calm song", 1, STEPS, {"tempo": 0.5})

@@ -23,6 +23,10 @@ def slider_range(studio: Studio, name: str) -> tuple[float, float, float]:
     """(minimum, maximum, step) of an artifact's slider: its method's default sweep for the model's steps."""
     from tada.methods.base import methods
 
+    if name in studio.calibrations:  # the dial moves in the measured effect over the usable range
+        cal = studio.calibrations[name]
+        ends = sorted((cal.to_effect(cal.usable[0]), cal.to_effect(cal.usable[1])))
+        return round(ends[0], 4), round(ends[1], 4), 0.005
     art = studio.artifacts[name]
     method = getattr(art, "method", None) or art.meta.get("method", "caa")
     info = methods().get(method, methods()["caa"])
@@ -100,7 +104,8 @@ def build_app(studio: Studio):
             sliders = []
             for name in names:
                 low, high, step = slider_range(studio, name)
-                sliders.append(gr.Slider(low, high, value=0.0, step=step, label=name))
+                label = f"{name} (alignment change)" if name in studio.calibrations else name
+                sliders.append(gr.Slider(low, high, value=0.0, step=step, label=label))
             if not names:
                 gr.Markdown("No steering artifacts: start with `--vectors DIR`, or fit one in the Fit tab.")
             button = gr.Button("Generate", variant="primary", elem_id="generate")

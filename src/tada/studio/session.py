@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tada.errors import TadaError
+from tada.experiments.calibration import calibration_path, read_calibrations
 from tada.methods.base import load as load_artifact
 from tada.models.base import AudioModel, check_prompts
 from tada.runs import content_hash
@@ -40,6 +41,7 @@ class Studio:
         self.model, self.cache = model, Path(cache)
         self.cache.mkdir(parents=True, exist_ok=True)
         self.artifacts: dict = {}
+        self.calibrations: dict = {}  # name -> Calibration: its dial moves in the measured effect (units "auto")
         self._lock = threading.Lock()
         for name, art in (artifacts or {}).items():
             self.add(name, art)
@@ -54,7 +56,12 @@ class Studio:
                 raise TadaError(f"--vectors {folder} is not a folder of steering files")
             for path in sorted(folder.glob("*.safetensors")):
                 artifacts[path.stem] = load_artifact(path, model=model)
-        return cls(model, cache, artifacts)
+        studio = cls(model, cache, artifacts)
+        for name in artifacts:
+            cal = calibration_path(folder / name)
+            if cal.is_file():
+                studio.calibrations[name] = read_calibrations(cal)["alignment"]
+        return studio
 
     def add(self, name: str, artifact) -> None:
         artifact.check_model(self.model)
@@ -95,7 +102,8 @@ class Studio:
     def generate(self, prompt: str, seed: int = 0, steps: int | None = None, strengths: dict | None = None,
                  units: str = "auto") -> Result:
         """The clip for these settings and its alpha = 0 reference (cached). `units`: "norm" (multiples of the
-        artifact's frame norm), "raw", or "auto" (norm where the artifact records one)."""
+        artifact's frame norm), "raw", or "auto": the measured alignment change for an artifact with a calibration
+        (`tada calibrate`), else norm where the artifact records a frame norm."""
         prompt, seed, steps, strengths = self.check(prompt, seed, steps, strengths or {})
         reference = self._clip(prompt, seed, steps, {}, units)
         steered = self._clip(prompt, seed, steps, strengths, units) if strengths else reference
@@ -104,6 +112,9 @@ class Studio:
 
     def _strength(self, name: str, alpha: float, units: str):
         art = self.artifacts[name]
+        if units == "auto" and name in self.calibrations:  # the dial gives the effect: back to an alpha
+            cal = self.calibrations[name]
+            return art.strength(cal.to_alpha(alpha), cal.units)
         if units == "auto":
             units = "norm" if art.meta.get("frame_norm") else "raw"
         return art.strength(alpha, units)
