@@ -165,3 +165,14 @@ def test_a_calibrated_dial_moves_in_the_measured_effect(studio, tmp_path):
     torch.testing.assert_close(Audio.load([r.audio]).waveform, expected, atol=1 / 32768, rtol=0)
     with pytest.raises(TadaError, match="outside the usable range"):
         dial.generate("a calm song", 1, STEPS, {"tempo": 0.5})
+
+
+def test_the_localize_tab_opens_a_run_and_refuses_a_folder_without_one(server, tmp_path):
+    from gradio_client import Client
+
+    tada.localize(tada.load("toy"), "tempo", n_pairs=1, seeds=1, steps=2, out=tmp_path / "loc", n_boot=10)
+    client = Client(server, verbose=False)
+    image, table = client.predict(str(tmp_path / "loc"), api_name="/open_localization")
+    assert str(image).endswith(".png") and len(table["data"]) == len(tada.load("toy").sites)
+    with pytest.raises(Exception, match="holds no impact.csv"):
+        client.predict(str(tmp_path), api_name="/open_localization")

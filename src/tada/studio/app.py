@@ -5,7 +5,8 @@ clip next to the alpha = 0 clip of the same seed, both spectrograms, and the WAV
 Each slider runs over its method's own default sweep (`tada methods`: multiples of the frame norm for CAA, SAE
 and AUSteer, whole steps for prompt injection, ...). Fit tab: fit a catalogue concept with any method on the
 spot, which adds a slider on the next start (and is usable by name at once through the API). Sweep tab: one
-artifact over five strengths as a row of players with its alignment curve. Bad input shows as a message in the
+artifact over five strengths as a row of players with its alignment curve. Localize tab: a run folder's Impact
+heatmap and table, or a small sweep of one concept run on the spot. Bad input shows as a message in the
 app; the server goes on serving.
 """
 
@@ -66,6 +67,9 @@ def sweep_strip(studio: Studio, name: str, prompt: str, seed: int, steps: int | 
 def build_app(studio: Studio):
     import gradio as gr
 
+    from tada.concepts import load_catalogue
+    from tada.methods.base import methods
+
     names = list(studio.artifacts)
 
     def run(prompt, seed, steps, units, *alphas):
@@ -92,6 +96,27 @@ def build_app(studio: Studio):
             raise gr.Error(str(err)) from None
         return [*(str(r.audio) for r in results), str(curve) if curve else None,
                 "strengths: " + ", ".join(f"{a:+g}" for a in alphas)]
+
+    def open_run(folder):
+        from pathlib import Path
+
+        import pandas as pd
+
+        path = Path(folder.strip())
+        if not (path / "impact.csv").is_file():
+            raise gr.Error(f"{path} holds no impact.csv: give a folder written by tada localize")
+        return str(path / "heatmap.png") if (path / "heatmap.png").is_file() else None, pd.read_csv(path / "impact.csv")
+
+    def small_sweep(concept, pairs, steps, progress=gr.Progress(track_tqdm=True)):
+        import tada
+
+        progress(0, desc=f"localizing {concept}")
+        out = studio.cache / f"localize-{concept}-{int(pairs)}-{int(steps)}"
+        try:
+            tada.localize(studio.model, concept, n_pairs=int(pairs), seeds=1, steps=int(steps), out=out)
+        except TadaError as err:
+            raise gr.Error(str(err)) from None
+        return open_run(str(out))
 
     with gr.Blocks(title="tada studio") as app:
         gr.Markdown(f"# tada studio: {studio.model.name}")
@@ -126,9 +151,20 @@ def build_app(studio: Studio):
             curve = gr.Image(label="alignment over strength", type="filepath")
             said = gr.Markdown()
             go.click(sweep, [which, prompt, seed, steps], [*players, curve, said], api_name="sweep")
+        with gr.Tab("Localize"):
+            gr.Markdown("Open a `tada localize` run folder, or run a small sweep of one concept here.")
+            folder = gr.Textbox(label="run folder (holds impact.csv and heatmap.png)")
+            with gr.Row():
+                loc_concept = gr.Dropdown(list(load_catalogue()), value="tempo", label="concept")
+                loc_pairs = gr.Number(label="pairs", value=2, precision=0, minimum=1)
+            with gr.Row():
+                gr.Button("Open").click(open_run, folder, [heatmap := gr.Image(label="Impact (eq. 9)",
+                                                                               type="filepath"),
+                                                            impact := gr.Dataframe(label="impact.csv")],
+                                        api_name="open_localization")
+                gr.Button("Run a small sweep").click(small_sweep, [loc_concept, loc_pairs, steps], [heatmap, impact],
+                                                     api_name="localize")
         with gr.Tab("Fit"):
-            from tada.concepts import load_catalogue
-            from tada.methods.base import methods
 
             concept = gr.Dropdown(list(load_catalogue()), value="tempo", label="concept")
             method = gr.Dropdown([m for m in methods() if m != "sae"], value="caa", label="method")
