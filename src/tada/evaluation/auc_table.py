@@ -93,8 +93,9 @@ COLUMNS = table_columns()  # the published tables' columns
 
 
 def alignment_columns(results: pd.DataFrame) -> list[str]:
-    """The alignment columns of a results table: every column besides cell, concept, axis, alpha and lpaps."""
-    found = [c for c in results.columns if c not in KEY_COLUMNS]
+    """The alignment columns of a results table: every column besides cell, concept, axis, alpha and lpaps that
+    holds a value (a scorer that was not run leaves its column empty)."""
+    found = [c for c in results.columns if c not in KEY_COLUMNS and results[c].notna().any()]
     if not found:
         raise TadaError(f"the results have no alignment column besides {', '.join(KEY_COLUMNS)} "
                         f"(the published ones are {', '.join(ALIGNMENTS)})")

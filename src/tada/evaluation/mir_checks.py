@@ -7,9 +7,10 @@ and how well a scorer's alignment agrees with the measurement.
   concept (instruments, genres) by brightness (spectral centroid), a timbre measure only, said as such;
 * preservation axes (`AXES`, the authors' names): harmony (1 - chroma cosine), rhythm (1 - beat F-measure),
   melody (1 - raw pitch accuracy), ssm (1 - correlation of chroma self-similarity), each 0 at alpha = 0;
-* agreement: the Pearson correlation, over files, of each measure with each alignment column. Each concept
-  measure rises with the catalogue concept's positive prompt (fast, happy, female voice), so r > 0 means the
-  scorer and the measurement agree.
+* agreement: the Pearson correlation, over files, of each measure with each alignment column. The measures of
+  tempo, mood and vocal gender rise with the catalogue's positive prompt (fast, happy, female voice), so there
+  r > 0 means the scorer and the measurement agree; brightness has no fixed direction (piano against guitar is
+  darker, maracas brighter), so read its sign per concept.
 """
 
 from __future__ import annotations
