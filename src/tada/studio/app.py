@@ -108,12 +108,12 @@ def build_app(studio: Studio):
         return str(path / "heatmap.png") if (path / "heatmap.png").is_file() else None, pd.read_csv(path / "impact.csv")
 
     def small_sweep(concept, pairs, steps, progress=gr.Progress(track_tqdm=True)):
-        import tada
+        from tada.localization import localize
 
         progress(0, desc=f"localizing {concept}")
         out = studio.cache / f"localize-{concept}-{int(pairs)}-{int(steps)}"
         try:
-            tada.localize(studio.model, concept, n_pairs=int(pairs), seeds=1, steps=int(steps), out=out)
+            localize(studio.model, concept, n_pairs=int(pairs), seeds=1, steps=int(steps), out=out)
         except TadaError as err:
             raise gr.Error(str(err)) from None
         return open_run(str(out))
