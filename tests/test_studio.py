@@ -91,7 +91,12 @@ def server(studio):
     pytest.importorskip("gradio")
     from tada.studio.app import build_app
 
-    app = build_app(studio)
+    from tada.sae import SaeConfig, TopKSAE
+
+    sae = TopKSAE(SaeConfig(d_in=studio.model.sites[1].dim, expansion_factor=1, k=4),
+                  generator=torch.Generator().manual_seed(0))
+    sae.cfg.source = {"model": "toy", "site": 1, "site_name": studio.model.sites[1].name}
+    app = build_app(studio, sae=sae)
     port = _free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -176,3 +181,16 @@ def test_the_localize_tab_opens_a_run_and_refuses_a_folder_without_one(server, t
     assert str(image).endswith(".png") and len(table["data"]) == len(tada.load("toy").sites)
     with pytest.raises(Exception, match="holds no impact.csv"):
         client.predict(str(tmp_path), api_name="/open_localization")
+
+
+def test_the_sae_tab_steers_with_one_feature(server, studio):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    audio, reference = client.predict(3, 1.5, "a rock song", 7, STEPS, api_name="/sae_feature")
+    feature = studio.artifacts["sae-f3"]
+    assert feature.meta["feature"] == 3 and feature.meta["frame_norm"] > 0
+    expected = library(studio, "a rock song", 7, [feature.at(feature.strength(1.5, "norm"))])
+    torch.testing.assert_close(Audio.load([audio]).waveform, expected, atol=1 / 32768, rtol=0)
+    with pytest.raises(Exception, match="feature must be a whole number from 0 to"):
+        client.predict(10_000, 1.0, "a rock song", 7, STEPS, api_name="/sae_feature")

@@ -220,6 +220,7 @@ def studio(
     cache: Path = typer.Option(Path("runs/studio"), help="results folder (moving a slider back reads it)"),
     host: str = typer.Option("127.0.0.1", help="address to serve on (0.0.0.0: every interface)"),
     port: int = typer.Option(7860, min=1, max=65535),
+    sae: Optional[Path] = typer.Option(None, "--sae", help="a trained SAE folder: a tab steers with any of its features"),
 ):
     """The live steering studio (Gradio; pip install -e ".[studio]"): sliders over a song, A/B with alpha = 0."""
     try:
@@ -232,7 +233,12 @@ def studio(
     from tada.studio.session import Studio
 
     check_output_dir(cache)
+    autoencoder = None
+    if sae is not None:
+        from tada.sae import TopKSAE
+
+        autoencoder = TopKSAE.load(sae)
     m = tada.load(model)
     session = Studio.from_folder(m, vectors, cache)
     say(f"tada studio on http://{host}:{port} ({len(session.artifacts)} sliders)")
-    build_app(session).launch(server_name=host, server_port=port)
+    build_app(session, sae=autoencoder).launch(server_name=host, server_port=port)

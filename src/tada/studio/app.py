@@ -6,7 +6,8 @@ Each slider runs over its method's own default sweep (`tada methods`: multiples 
 and AUSteer, whole steps for prompt injection, ...). Fit tab: fit a catalogue concept with any method on the
 spot, which adds a slider on the next start (and is usable by name at once through the API). Sweep tab: one
 artifact over five strengths as a row of players with its alignment curve. Localize tab: a run folder's Impact
-heatmap and table, or a small sweep of one concept run on the spot. Bad input shows as a message in the
+heatmap and table, or a small sweep of one concept run on the spot. SAE features tab (with `--sae`): the prompt
+steered by one SAE feature at a chosen strength. Bad input shows as a message in the
 app; the server goes on serving.
 """
 
@@ -64,7 +65,7 @@ def sweep_strip(studio: Studio, name: str, prompt: str, seed: int, steps: int | 
     return alphas, results, curve
 
 
-def build_app(studio: Studio):
+def build_app(studio: Studio, sae=None):
     import gradio as gr
 
     from tada.concepts import load_catalogue
@@ -118,6 +119,13 @@ def build_app(studio: Studio):
             raise gr.Error(str(err)) from None
         return open_run(str(out))
 
+    def steer_feature(feature, strength, prompt, seed, steps):
+        try:
+            r = studio.generate(prompt, seed, steps, {studio.add_feature(sae, feature): strength}, "norm")
+        except TadaError as err:
+            raise gr.Error(str(err)) from None
+        return str(r.audio), str(r.reference)
+
     with gr.Blocks(title="tada studio") as app:
         gr.Markdown(f"# tada studio: {studio.model.name}")
         with gr.Tab("Generate"):
@@ -164,6 +172,19 @@ def build_app(studio: Studio):
                                         api_name="open_localization")
                 gr.Button("Run a small sweep").click(small_sweep, [loc_concept, loc_pairs, steps], [heatmap, impact],
                                                      api_name="localize")
+        if sae is not None:
+            with gr.Tab("SAE features"):
+                gr.Markdown("Steer the Generate tab's prompt with one SAE feature (its decoder direction, eq. 7-8); "
+                            "`tada sae browse` shows what each feature does.")
+                with gr.Row():
+                    feature = gr.Number(label="feature", value=0, precision=0, minimum=0)
+                    strength = gr.Slider(-3.0, 3.0, value=1.0, step=0.05, label="strength (x the site's frame norm)")
+                f_go = gr.Button("Steer with this feature")
+                with gr.Row():
+                    f_steered = gr.Audio(label="steered", type="filepath")
+                    f_reference = gr.Audio(label="alpha = 0, same seed", type="filepath")
+                f_go.click(steer_feature, [feature, strength, prompt, seed, steps], [f_steered, f_reference],
+                           api_name="sae_feature")
         with gr.Tab("Fit"):
 
             concept = gr.Dropdown(list(load_catalogue()), value="tempo", label="concept")

@@ -42,6 +42,7 @@ class Studio:
         self.cache.mkdir(parents=True, exist_ok=True)
         self.artifacts: dict = {}
         self.calibrations: dict = {}  # name -> Calibration: its dial moves in the measured effect (units "auto")
+        self._frame_norms: dict = {}  # site -> median frame norm, for SAE features
         self._lock = threading.Lock()
         for name, art in (artifacts or {}).items():
             self.add(name, art)
@@ -66,6 +67,27 @@ class Studio:
     def add(self, name: str, artifact) -> None:
         artifact.check_model(self.model)
         self.artifacts[name] = artifact
+
+    def add_feature(self, sae, latent: int) -> str:
+        """One SAE feature as a steering artifact (eq. 7 with tau = 1, added as eq. 8), in multiples of its site's
+        median frame norm; returns its name, ``sae-f<latent>``."""
+        from tada.methods.vector import SteeringVector, frame_norm
+
+        site = int((sae.cfg.source or {}).get("site", -1))
+        if not 0 <= site < len(self.model.sites):
+            raise TadaError("the SAE records no site of this model it was trained on (cfg.json source.site)")
+        if isinstance(latent, float) and latent.is_integer():
+            latent = int(latent)
+        if isinstance(latent, bool) or not isinstance(latent, int) or not 0 <= latent < sae.cfg.num_latents:
+            raise TadaError(f"feature must be a whole number from 0 to {sae.cfg.num_latents - 1}; got {latent!r}")
+        name = f"sae-f{latent}"
+        if name not in self.artifacts:
+            if site not in self._frame_norms:
+                self._frame_norms[site] = frame_norm(self.model, [site], ["a song"], self.model.default_steps)
+            self.add(name, SteeringVector({site: sae.W_dec[latent].detach().float()}, {site: self.model.sites[site].name},
+                                          renorm=False, meta={"model": self.model.name, "method": "sae",
+                                                              "feature": latent, "frame_norm": self._frame_norms[site]}))
+        return name
 
     def fit(self, concept: str, method: str = "caa", sites="all", **settings) -> str:
         """Fit a catalogue concept with any method on the spot; returns the name it is added under."""
