@@ -107,7 +107,8 @@ def test_two_clients_at_once_get_the_librarys_audio(server, studio):
     from gradio_client import Client
 
     results = {}
-    sliders = [{"tempo": 1.0}.get(name, 0.0) for name in studio.artifacts]  # one value per slider, in their order
+    chosen = {"tempo": 1.0, "mood-pci": 2.0}  # two sliders at once
+    sliders = [chosen[name] for name in studio.artifacts]  # one value per slider, in their order
 
     def ask(seed):
         client = Client(server, verbose=False)
@@ -119,11 +120,13 @@ def test_two_clients_at_once_get_the_librarys_audio(server, studio):
     for t in threads:
         t.join(timeout=300)
     tempo = studio.artifacts["tempo"]
+    steer = [studio.artifacts[n].at(v) for n, v in
+             {"mood-pci": 2.0, "tempo": tempo.strength(1.0, "norm")}.items()]  # composed in the sliders' order
     for seed in (5, 6):
         files = results[seed][4]  # the download: the studio's own WAV (the player's copy is re-encoded by Gradio)
         audio = next(f for f in files if str(f).endswith(".wav"))
         assert str(results[seed][0]).endswith(".wav")
-        expected = library(studio, "a rock song", seed, [tempo.at(tempo.strength(1.0, "norm"))])
+        expected = library(studio, "a rock song", seed, steer)
         torch.testing.assert_close(Audio.load([audio]).waveform, expected, atol=1 / 32768, rtol=0)
     client = Client(server, verbose=False)
     with pytest.raises(Exception, match="the strength of tempo must be a finite number|empty"):

@@ -146,7 +146,8 @@ class Studio:
 
         settings = {"model": self.model.name, "prompt": prompt, "seed": seed, "steps": steps, "units": units,
                     "strengths": strengths}
-        key = content_hash(settings, {n: self.artifacts[n].content_hash() for n in sorted(strengths)})
+        # Steers compose in order, so the order is part of the key (the settings' dict alone would be sorted).
+        key = content_hash(settings, [(n, self.artifacts[n].content_hash()) for n in strengths])
         folder = self.cache / key
         if (folder / "settings.json").is_file():
             return folder
