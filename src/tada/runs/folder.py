@@ -188,12 +188,12 @@ class RunFolder:
         The artifact's ``save(path)`` writes it; the folder's manifest vouches that it was made with this
         run's settings."""
         path = self.path / relative
-        if path.exists():
-            return load(path)
-        if world_size() > 1:  # one process fits and saves, the others load what it saved
-            if is_main():
+        if world_size() > 1:  # rank 0 fits and saves; every rank waits, then loads what it saved
+            if is_main() and not path.exists():
                 self._save(relative, fit())
-            barrier()
+            barrier()  # never read a file another rank may still be writing
+            return load(path)
+        if path.exists():
             return load(path)
         return self._save(relative, fit())
 
