@@ -411,6 +411,17 @@ class PromptMethod(Steering):
     def prompts_for(self, prompts: Sequence[str]) -> tuple[list[str], list[str]]:
         return self.concept.positive_negative(prompts, int(self.settings.get("template", 0)))
 
+    def encoded(self, model, alpha, prompts: Sequence[str], duration=None, neutral: bool = False):
+        """(alphas, [c_neutral,] c_pos, c_neg) for a generation of `prompts`, encoded at one text length, or None
+        when every alpha is 0; warns where a positive and a negative prompt encode identically."""
+        alphas = check_alpha_list(alpha, len(prompts))
+        if not any(alphas):
+            return None
+        pos, neg = self.prompts_for(prompts)
+        groups = encode_together(model, [list(prompts), pos, neg] if neutral else [pos, neg], duration)
+        warn_identical(groups[-2], groups[-1], prompts, self.method)
+        return alphas, groups
+
     def text_prompts(self, prompts: Sequence[str]) -> list[str]:
         pos, neg = self.prompts_for(prompts)
         return pos + neg

@@ -16,7 +16,7 @@ sample instead of 2 with classifier-free guidance (about 2x the denoiser work), 
 from __future__ import annotations
 
 from tada.engine import ExtraPasses
-from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register, warn_identical
+from tada.methods.base import PromptMethod, register
 
 
 @register("freesliders", "FreeSliders: past a split step, the neutral guided prediction plus alpha (eps_pos - eps_neg) "
@@ -26,10 +26,8 @@ class FreeSliders(PromptMethod):
     defaults = {"template": 0, "start": 0}
 
     def interventions(self, model, alpha, prompts, steps, duration=None, copy="cond"):
-        alphas = check_alpha_list(alpha, len(prompts))
-        if not any(alphas):
+        got = self.encoded(model, alpha, prompts, duration)
+        if got is None:
             return []
-        pos, neg = self.prompts_for(prompts)
-        c_p, c_g = encode_together(model, [pos, neg], duration)
-        warn_identical(c_p, c_g, prompts, self.method)
+        alphas, (c_p, c_g) = got
         return [ExtraPasses(c_p, c_g, sites=self.sites, alpha=alphas, start=int(self.settings.get("start", 0)))]

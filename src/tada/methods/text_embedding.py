@@ -20,7 +20,7 @@ import torch
 from tada.engine import Conditioning, PatchContext
 from tada.engine.patch import _keep_mask, _mask_as
 from tada.errors import TadaError
-from tada.methods.base import PromptMethod, check_alpha_list, encode_together, register, warn_identical
+from tada.methods.base import PromptMethod, register
 
 
 @register("text_embedding", "Text-embedding steering: each chosen site's context becomes c_neutral + alpha (c_pos - "
@@ -30,12 +30,10 @@ class TextEmbedding(PromptMethod):
     defaults = {"template": 0, "start": 0}
 
     def interventions(self, model, alpha, prompts, steps, duration=None, copy="cond"):
-        alphas = check_alpha_list(alpha, len(prompts))
-        if not any(alphas):
+        got = self.encoded(model, alpha, prompts, duration, neutral=True)
+        if got is None:
             return []
-        pos, neg = self.prompts_for(prompts)
-        c_n, c_p, c_g = encode_together(model, [prompts, pos, neg], duration)
-        warn_identical(c_p, c_g, prompts, self.method)
+        alphas, (c_n, c_p, c_g) = got
         a = torch.tensor(alphas, dtype=torch.float64)
         contexts = {}
         for s in self.sites:
