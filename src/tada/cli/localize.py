@@ -42,10 +42,10 @@ def localize(
     load_captions(captions)
     if scorer:
         check_scorer_name(scorer)
-    m = tada.load(model)
-    sweep_rows(len(m.sites), None, window)  # a window longer than the model: refused before any generation
     if budget is not None and not adaptive:
         raise TadaError("--budget applies to --adaptive sweeps; add --adaptive")
+    m = tada.load(model)
+    sweep_rows(len(m.sites), None, window)  # a window longer than the model: refused before any generation
     result = tada.localize(m, concept, n_pairs=pairs, seeds=seeds, steps=steps, captions=captions,
                            scorer=load_scorer(scorer) if scorer else None, out=out, max_batch=max_batch,
                            catalogue=cat, overwrite=overwrite, window=window,
