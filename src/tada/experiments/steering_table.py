@@ -168,10 +168,10 @@ def sweep_metrics(index: pd.DataFrame, audio: Audio, queries: Sequence[str], sco
     pres = preservation(steered, reference, lpaps=lpaps, embed=embed, progress=False) if (lpaps or embed) else None
     row["lpaps"] = np.nan if pres is None or pres.lpaps is None else pres.lpaps
     row["fad"] = np.nan if pres is None or pres.fad is None else pres.fad
-    if aesthetics is not None:
-        scores = aesthetics.score(Audio.cat(list(steered.values())))
-        for axis, values in scores.items():
-            row[axis] = float(values.float().mean())
+    if aesthetics is not None:  # every file scored once: Table 1 averages the steered ones, the auc protocol all
+        for axis, values in aesthetics.score(audio).items():
+            per_file[axis] = values.float().numpy()
+            row[axis] = float(per_file.loc[per_file.alpha != 0, axis].mean())
     if mir and audio.sample_rate < MIN_SAMPLE_RATE:
         warnings.warn(f"MIR checks skipped: the audio's sample rate {audio.sample_rate} Hz is below "
                       f"{MIN_SAMPLE_RATE} Hz, too low for chroma, pitch and beat tracking", stacklevel=2)
@@ -206,6 +206,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     """
     from tada.concepts import load_catalogue, load_eval_prompts
     from tada.evaluation.registry import default_scorer
+    from tada.experiments.protocol_results import cell_name, quality_results
     from tada.methods.base import load
     from tada.report.plots import alpha_curves
 
@@ -276,7 +277,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
                 protocol_rows.append(_protocol_rows(per_file, index, audio, concept, label, scorers,
                                                     preservation_distance, settings.mir))
                 if aesthetics is not None:
-                    quality_rows.append(_quality_rows(per_file, audio, aesthetics, concept, label))
+                    quality_rows.append(quality_results(per_file, cell=cell_name(label), concept=concept))
             run.write_table("results.csv", pd.DataFrame(rows))
         alignment = pd.concat([p for p in per_files if p.concept.iloc[0] == concept])
         first = f"align_{next(iter(scorers))}"
@@ -329,14 +330,6 @@ def _protocol_rows(per_file: pd.DataFrame, index: pd.DataFrame, audio: Audio, co
             frames.append(sweep_results(per_file, cell=cell, concept=concept, alignments=alignments,
                                         distances=means.to_dict(), axis=axis))
     return pd.concat(frames, ignore_index=True)
-
-
-def _quality_rows(per_file: pd.DataFrame, audio: Audio, aesthetics, concept: str, label: str) -> pd.DataFrame:
-    from tada.experiments.protocol_results import cell_name, quality_results
-
-    scores = aesthetics.score(audio)
-    frame = pd.DataFrame({k: v.float().numpy() for k, v in scores.items()}).assign(alpha=per_file["alpha"].to_numpy())
-    return quality_results(frame, cell=cell_name(label), concept=concept)
 
 
 def _write_protocol(run: RunFolder, results: pd.DataFrame, quality: pd.DataFrame | None) -> None:
