@@ -46,7 +46,7 @@ render();
 """
 
 
-def _page(title: str, body: str, depth: int = 0) -> str:
+def _page(title: str, body: str) -> str:
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
 
