@@ -16,7 +16,7 @@ warnings.filterwarnings("ignore", category=UserWarning, module="torchsde")
 # diffusers' own StableAudioDiTModel.forward uses its deprecated Transformer2DModelOutput on every call
 warnings.filterwarnings("ignore", message=".*Transformer2DModelOutput.*", category=FutureWarning)
 
-from tada.cli import evaluate, localize, methods, protocol, sae, steer  # noqa: E402,F401  (each registers its commands)
+from tada.cli import evaluate, localize, methods, protocol, sae, steer, studio  # noqa: E402,F401  (each registers its commands)
 from tada.cli.app import app  # noqa: E402
 from tada.errors import TadaError  # noqa: E402
 
