@@ -203,5 +203,7 @@ def test_the_browse_command_writes_the_site(browser, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "site" / "index.html").is_file() and (tmp_path / "site" / "features" / "f00000.html").is_file()
     assert "open " in result.output
+    other = CliRunner().invoke(app, [*args[:-2], "--top-k", "1", "--out", str(tmp_path / "site")])
+    assert other.exit_code != 0 and "top_k: 2 -> 1" in str(other.exception)  # never mixed with the old pages
     bad = CliRunner().invoke(app, ["sae", "browse", str(root / "sae"), "--activations", str(tmp_path)])
     assert bad.exit_code != 0 and "manifest.json is missing: --activations takes a folder" in str(bad.exception)

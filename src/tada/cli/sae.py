@@ -127,19 +127,26 @@ def sae_browse(
     steer_features: int = typer.Option(8, min=0, help="features (highest TF-IDF) to steer the first prompt with"),
     caa: list[Path] = typer.Option([], "--caa", help="CAA vectors to compare each decoder direction with"),
     out: Path = typer.Option(Path("runs/sae/browser")),
+    overwrite: bool = OVERWRITE,
 ):
     """A static HTML browser of the SAE's features that opens from disk: index, a page per feature, players."""
     import tada
     from tada.experiments.sae_browser import build_browser, collected_prompts, write_browser
     from tada.methods.vector import SteeringVector
-    from tada.runs import check_output_dir
+    from tada.runs import RunFolder, check_output_dir, content_hash
     from tada.sae import TopKSAE
 
     cat = catalogue(concepts, concept)
     autoencoder = TopKSAE.load(sae)
-    collected_prompts(activations)
+    collected, _ = collected_prompts(activations)
     check_output_dir(out)
     vectors = {p.name: SteeringVector.load(p) for p in caa}
+    # A site made from another SAE, store or settings is refused (or cleared with --overwrite), never mixed.
+    RunFolder(out, "sae-browser", {
+        "model": model, "sae": content_hash(*(f.read_bytes() for f in sorted(Path(sae).glob("*")) if f.is_file())),
+        "activations": {k: collected.get(k) for k in ("model", "site", "prompts", "seeds", "steps")},
+        "concepts": concept or list(cat), "top_k": top_k, "pairs": pairs, "steer_features": steer_features,
+        "caa": {name: v.content_hash() for name, v in vectors.items()}}, overwrite=overwrite).begin()
     m = tada.load(model)
     data = build_browser(m, autoencoder, activations, out, catalogue=cat, concepts=concept or None, top_k=top_k,
                          concept_pairs=pairs, steer_features=steer_features, caa=vectors)
