@@ -31,7 +31,7 @@ ALLOWED = {
                     "progress", "registry", "report", "runs", "sae", "tada"},
     "toy.training": {"audio", "errors", "evaluation", "models", "progress", "runs", "toy.world"},
     "studio": {"audio", "concepts", "errors", "evaluation", "experiments", "localization", "methods", "models",
-               "registry", "report", "runs"},
+               "progress", "registry", "report", "runs"},
     "cli": {"audio", "concepts", "engine", "errors", "evaluation", "experiments", "localization", "methods", "models",
             "progress", "registry", "report", "runs", "sae", "studio", "tada", "toy.world", "toy.training"},
     "__main__": {"cli"},

@@ -9,8 +9,9 @@ import tada
 from tada.concepts import load_catalogue, load_eval_prompts
 from tada.errors import TadaError
 from tada.evaluation.registry import load_scorer
-from tada.experiments.calibration import Calibration, calibrate, read_calibrations, usable_range, write_calibrations
+from tada.experiments.calibration import calibrate
 from tada.methods.base import method
+from tada.methods.calibration import Calibration, read_calibrations, usable_range, write_calibrations
 
 STEPS = 10
 
@@ -59,3 +60,73 @@ def test_on_the_toy_tempo_and_mood_maps_are_monotonic_and_a_request_lands(toy, t
     assert measured == pytest.approx(request, abs=0.5 * abs(request) + 0.02), (request, measured, alpha)
     mood = method("caa").cls.fit(toy, "mood", sites=[3, 4], n_pairs=4)
     assert calibrate(toy, mood, held_in, tmp_path / "mood")["alignment"].monotonic()
+
+
+def _calibrated_vector(toy, folder):
+    """A hand-made vector on one toy site with a hand-written calibration beside its file."""
+    import torch
+
+    from tada.methods.calibration import calibration_path
+    from tada.methods.vector import SteeringVector
+
+    vec = SteeringVector({1: torch.randn(toy.sites[1].dim, generator=torch.Generator().manual_seed(0))},
+                         {1: toy.sites[1].name}, meta={"model": "toy", "concept": "tempo", "frame_norm": 2.0})
+    path = vec.save(folder / "tempo")
+    cal = Calibration("alignment", "norm", [-2.0, 0.0, 1.0, 2.0], [-0.2, 0.0, 0.1, 0.3], (-2.0, 2.0))
+    write_calibrations(calibration_path(path), {"alignment": cal})
+    return path, cal
+
+
+def test_a_loaded_file_takes_strengths_as_effects_in_its_calibrated_measure(toy, tmp_path):
+    from tada.methods.base import load
+
+    path, cal = _calibrated_vector(toy, tmp_path)
+    vec = load(path, model=toy)
+    assert vec.calibrations == {"alignment": cal}
+    assert vec.strength(0.2, "alignment") == pytest.approx(1.5 * 2.0)  # effect 0.2 -> alpha 1.5 norm -> x frame norm
+    assert vec.at(0.2, units="alignment").alpha == vec.at(1.5, units="norm").alpha
+    assert vec.strength([-0.1, 0.05], "alignment") == pytest.approx([-1.0 * 2.0, 0.5 * 2.0])
+    with pytest.raises(TadaError, match="outside the usable range"):
+        vec.strength(0.5, "alignment")
+    with pytest.raises(TadaError, match=r"units must be raw, norm or a measure this vector is calibrated in "
+                                        r"\(alignment\); got 'bpm'"):
+        vec.strength(1.0, "bpm")
+    pci = method("pci").cls.fit(toy, "mood", sites="all")
+    pci.save(tmp_path / "mood")
+    write_calibrations(tmp_path / "mood.calibration.json",
+                       {"alignment": Calibration("alignment", "raw", [0.0, 10.0, 20.0], [0.0, 0.1, 0.2], (0.0, 20.0))})
+    assert load(tmp_path / "mood").at(0.05, units="alignment").alpha == pytest.approx(5.0)
+    with pytest.raises(TadaError, match="has no calibration: run tada calibrate"):
+        pci.at(0.05, units="alignment")  # fitted here, never calibrated
+
+
+def test_tada_steer_sweeps_in_a_calibrated_measure_and_a_new_calibration_is_another_sweep(toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from tada.cli import app
+    from tada.methods.calibration import calibration_path
+
+    path, cal = _calibrated_vector(toy, tmp_path)
+    run = ["steer", "--vector", str(path), "--prompt", "a calm song", "--alphas", "0,0.2", "--units", "alignment",
+           "--steps", "2", "--out", str(tmp_path / "sweep")]
+    result = CliRunner().invoke(app, run)
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    from tada.audio import Audio
+    from tada.methods.base import load
+
+    index = pd.read_csv(tmp_path / "sweep" / "index.csv")
+    steered = Audio.load([tmp_path / "sweep" / index.loc[index.alpha == 0.2, "path"].item()]).waveform
+    vec = load(path)
+    expected = toy.generate(["a calm song"], [0], steps=2, steer=[vec.at(1.5, units="norm")]).waveform
+    import torch
+
+    torch.testing.assert_close(steered, expected, atol=1 / 32768, rtol=0)
+    outside = CliRunner().invoke(app, run[:5] + ["--alphas", "0,0.9", "--model", "no-such-model"] + run[7:])
+    assert isinstance(outside.exception, TadaError)  # refused before the (unknown) model is looked up
+    assert "a change of 0.9 in alignment is outside the usable range -0.2 .. 0.3" in str(outside.exception)
+    write_calibrations(calibration_path(path), {"alignment": Calibration("alignment", "norm", cal.alphas,
+                                                                         [-0.1, 0.0, 0.2, 0.4], cal.usable)})
+    rerun = CliRunner().invoke(app, run)  # the same effects now mean other alphas: not the files already made
+    assert isinstance(rerun.exception, TadaError) and "other settings" in str(rerun.exception)

@@ -1,5 +1,7 @@
 """The Table 1 runner end to end on a tiny model, and its configurations."""
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -46,6 +48,10 @@ def test_table_runs_end_to_end_and_resumes(tmp_path):
     assert (table.lpaps > 0).all()
     for name in ("results.csv", "table.md", "alignment.csv", "curves/tempo.png", "manifest.json"):
         assert (tmp_path / name).stat().st_size > 0
+    page = (tmp_path / "index.html").read_text()
+    assert page.count('td class="dial"') == 4 * 2  # a dial per sweep row: configs x prompts (one seed)
+    sources = re.findall(r'<audio controls preload="none" src="([^"]+)"', page)
+    assert len(sources) == 4 * 2 * (3 + 1) and all((tmp_path / src).is_file() for src in sources)
     wavs = sorted((tmp_path / "tempo").rglob("*.wav"))
     assert len(wavs) == 4 * 2 * 3  # configs x prompts x alphas (0 added for the reference)
     stamp = {p: p.stat().st_mtime_ns for p in wavs}

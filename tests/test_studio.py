@@ -39,7 +39,8 @@ def test_a_result_is_the_librarys_audio_and_is_cached(studio):
     torch.testing.assert_close(Audio.load([r.reference]).waveform, library(studio, "a calm song", 3, []),
                                atol=1 / 32768, rtol=0)
     settings = json.loads(r.settings.read_text())
-    assert settings == {"model": "toy", "prompt": "a calm song", "seed": 3, "steps": STEPS, "units": "auto",
+    assert settings == {"model": "toy", "prompt": "a calm song", "seed": 3, "steps": STEPS, "duration": None,
+                        "window": None, "units": "auto",
                         "strengths": {"tempo": 1.5}}  # a zero strength installs nothing and is left out
     assert r.spectrogram.stat().st_size > 0
     stamp = r.audio.stat().st_mtime_ns
@@ -51,12 +52,27 @@ def test_a_result_is_the_librarys_audio_and_is_cached(studio):
         studio, "a calm song", 3, [tempo.at(tempo.strength(1.5, "norm")), pci.at(2.0)]), atol=1 / 32768, rtol=0)
 
 
+def test_a_timestep_window_steers_only_there_as_the_library_does(studio):
+    tempo = studio.artifacts["tempo"]
+    r = studio.generate("a calm song", 2, STEPS, {"tempo": 2.0}, window=(0.5, 1.0))
+    expected = library(studio, "a calm song", 2, [tempo.at(tempo.strength(2.0, "norm"), window=(0.5, 1.0))])
+    torch.testing.assert_close(Audio.load([r.audio]).waveform, expected, atol=1 / 32768, rtol=0)
+    whole = Audio.load([studio.generate("a calm song", 2, STEPS, {"tempo": 2.0}).audio]).waveform
+    assert not torch.equal(whole, Audio.load([r.audio]).waveform)  # the window is part of the result and its key
+    assert json.loads(r.settings.read_text())["window"] == [0.5, 1.0]
+
+
 @pytest.mark.parametrize("args, message", [
     (("", 0, STEPS, {}), "empty"),
     (("a song", -1, STEPS, {}), "seed must be a whole number >= 0; got -1"),
     (("a song", 0, 0, {}), "steps must be a whole number >= 1; got 0"),
     (("a song", 0, STEPS, {"nope": 1.0}), "no steering artifact 'nope'"),
     (("a song", 0, STEPS, {"tempo": float("nan")}), "the strength of tempo must be a finite number; got nan"),
+    (("a song", 0, STEPS, {}, "auto", -4.0), "duration must be a positive number of seconds; got -4.0"),
+    (("a song", 0, STEPS, {}, "auto", 5.0), r"the toy model generates [\d.]+ s clips only; got duration=5.0"),
+    (("a song", 0, STEPS, {"tempo": 1.0}, "auto", None, (0.8, 0.2)), "from <= to; got \\(0.8, 0.2\\)"),
+    (("a song", 0, STEPS, {"mood-pci": 1.0}, "auto", None, (0.2, 0.8)), "pci takes no timestep window"),
+    (("a song", 0, STEPS, {"tempo": 1.0}, "alignment"), "this vector has no calibration"),
 ])
 def test_bad_settings_get_one_clear_message(studio, args, message):
     with pytest.raises(TadaError, match=message):
@@ -112,7 +128,8 @@ def test_two_clients_at_once_get_the_librarys_audio(server, studio):
 
     def ask(seed):
         client = Client(server, verbose=False)
-        results[seed] = client.predict("a rock song", seed, STEPS, "auto", *sliders, api_name="/generate")
+        results[seed] = client.predict("a rock song", seed, STEPS, "", "", "auto", *sliders,
+                                       api_name="/generate")
 
     threads = [threading.Thread(target=ask, args=(s,)) for s in (5, 6)]
     for t in threads:
@@ -130,8 +147,16 @@ def test_two_clients_at_once_get_the_librarys_audio(server, studio):
         torch.testing.assert_close(Audio.load([audio]).waveform, expected, atol=1 / 32768, rtol=0)
     client = Client(server, verbose=False)
     with pytest.raises(Exception, match="the strength of tempo must be a finite number|empty"):
-        client.predict("", 0, STEPS, "auto", *sliders, api_name="/generate")
-    assert client.predict("a rock song", 5, STEPS, "auto", *sliders, api_name="/generate")  # still serving
+        client.predict("", 0, STEPS, "", "", "auto", *sliders, api_name="/generate")
+    with pytest.raises(Exception, match="the timestep window must be two numbers 'from,to' or empty; got '0.5'"):
+        client.predict("a rock song", 0, STEPS, "", "0.5", "auto", *sliders, api_name="/generate")
+    only_tempo = [1.0 if name == "tempo" else 0.0 for name in studio.artifacts]
+    windowed = client.predict("a rock song", 5, STEPS, "", "0.5, 1", "auto", *only_tempo, api_name="/generate")
+    expected = library(studio, "a rock song", 5, [tempo.at(tempo.strength(1.0, "norm"), window=(0.5, 1.0))])
+    wav = next(f for f in windowed[4] if str(f).endswith(".wav"))
+    torch.testing.assert_close(Audio.load([wav]).waveform, expected, atol=1 / 32768, rtol=0)
+    assert client.predict("a rock song", 5, STEPS, "", "", "auto", *sliders,
+                          api_name="/generate")  # still serving
 
 
 def test_the_app_renders_in_headless_chromium(server):
@@ -159,7 +184,7 @@ def test_the_app_renders_in_headless_chromium(server):
 
 
 def test_a_calibrated_dial_moves_in_the_measured_effect(studio, tmp_path):
-    from tada.experiments.calibration import Calibration, calibration_path, write_calibrations
+    from tada.methods.calibration import Calibration, calibration_path, write_calibrations
     from tada.studio.app import slider_range
 
     tempo = studio.artifacts["tempo"]
@@ -173,6 +198,12 @@ def test_a_calibrated_dial_moves_in_the_measured_effect(studio, tmp_path):
     torch.testing.assert_close(Audio.load([r.audio]).waveform, expected, atol=1 / 32768, rtol=0)
     with pytest.raises(TadaError, match="outside the usable range"):
         dial.generate("a calm song", 1, STEPS, {"tempo": 0.5})
+    onsets = Calibration("weighted_onset_rate", "norm", [-2.0, 0.0, 2.0], [-1.0, 0.0, 2.0], (-2.0, 2.0))
+    write_calibrations(calibration_path(tmp_path / "vectors" / "tempo"), {"alignment": cal, onsets.measure: onsets})
+    musical = Studio.from_folder(studio.model, tmp_path / "vectors", tmp_path / "cache", dial=onsets.measure)
+    assert slider_range(musical, "tempo") == (-1.0, 2.0, 0.005)  # a dial in onsets per second
+    r = musical.generate("a calm song", 1, STEPS, {"tempo": 1.0})  # +1 onset/s: alpha 1 in norm units again
+    torch.testing.assert_close(Audio.load([r.audio]).waveform, expected, atol=1 / 32768, rtol=0)
 
 
 def test_the_localize_tab_opens_a_run_and_refuses_a_folder_without_one(server, tmp_path):
@@ -197,3 +228,26 @@ def test_the_sae_tab_steers_with_one_feature(server, studio):
     torch.testing.assert_close(Audio.load([audio]).waveform, expected, atol=1 / 32768, rtol=0)
     with pytest.raises(Exception, match="feature must be a whole number from 0 to"):
         client.predict(10_000, 1.0, "a rock song", 7, STEPS, api_name="/sae_feature")
+
+
+def test_fitting_reports_its_progress_to_a_listener(studio, monkeypatch):
+    from tada.progress import listen
+
+    seen = []
+    for quiet in ("", "1"):  # the listener hears the bars with and without a terminal bar
+        monkeypatch.setenv("TADA_QUIET", quiet)
+        seen.clear()
+        with listen(lambda desc, done, total: seen.append((desc, done, total))):
+            name = studio.fit("piano", "caa", [1], steps=2, n_pairs=2)
+        assert name == "piano-caa" and seen[0][1] == 0 and seen[-1][1] == seen[-1][2] > 0
+        assert all(b[1] <= b[2] for b in seen) and [b[1] for b in seen] == sorted(b[1] for b in seen)
+    seen.clear()
+    studio.fit("piano", "caa", [1], steps=2, n_pairs=1)
+    assert not seen  # outside the block, nobody listens
+
+
+def test_the_fit_tab_refuses_bad_layers_with_a_message(server):
+    from gradio_client import Client
+
+    with pytest.raises(Exception, match="layers must be all or comma-separated integers; got 'x'"):
+        Client(server, verbose=False).predict("drums", "caa", "x", api_name="/fit")

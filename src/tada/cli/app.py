@@ -17,8 +17,9 @@ console = Console(highlight=False)
 MODEL = typer.Option("toy", "--model", "-m", help="toy (default, offline), tiny-*, a checkpoint alias or hub id")
 CONCEPTS = typer.Option(None, "--concepts", help="your own concepts (YAML/JSON), merged with the shipped catalogue")
 OVERWRITE = typer.Option(False, "--overwrite", help="start clean when OUT holds a run with other settings")
-UNITS = typer.Option("auto", "--units", help="alphas as multiples of the sites' frame norm (norm), raw (raw), or "
-                                              "auto: norm where every file records a frame norm, else raw")
+UNITS = typer.Option("auto", "--units", help="alphas as multiples of the sites' frame norm (norm), raw (raw), "
+                                              "auto: norm where every file records a frame norm, else raw, or a "
+                                              "measure the files are calibrated in (tada calibrate), e.g. alignment")
 
 
 @app.callback()
@@ -54,13 +55,19 @@ def ints(spec: str | None, option: str = "--layers") -> list[int] | None:
 
 
 def check_units(units: str, artifacts=()) -> str:
-    """`units` checked; "auto" becomes norm when every artifact records a frame norm, else raw."""
-    if units not in ("norm", "raw", "auto"):
-        raise TadaError(f"--units must be norm, raw or auto; got {units!r}")
+    """`units` checked; "auto" becomes norm when every artifact records a frame norm, else raw; a calibrated
+    measure (e.g. alignment) needs a calibration of it beside every file."""
     if units == "auto":
         return "norm" if all(a.meta.get("frame_norm") for a in artifacts) else "raw"
+    if units not in ("norm", "raw"):
+        common = set.intersection(*(set(a.calibrations) for a in artifacts)) if artifacts else set()
+        if units not in common:
+            accepted = (f"norm, raw, auto or a measure every file is calibrated in ({', '.join(sorted(common))})"
+                        if common else "norm, raw or auto")
+            hint = " (a calibrated measure needs tada calibrate on each file)" if artifacts and not common else ""
+            raise TadaError(f"--units must be {accepted}; got {units!r}{hint}")
     for a in artifacts:
-        a.strength(1.0, units)  # a file whose strengths cannot be given in these units is refused here
+        a.strength(1.0 if units in ("norm", "raw") else 0.0, units)  # strengths these units cannot give: refused here
     return units
 
 

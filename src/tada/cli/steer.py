@@ -76,6 +76,9 @@ def steer(
     check_output_dir(out)
     vecs = [load(v) for v in vector]
     units = check_units(units, vecs)
+    for v in vecs:  # e.g. an effect outside a calibration's usable range: refused before the model loads
+        for a in grid:
+            v.strength(a, units)
     m = tada.load(model)
     for v in vecs:
         v.check_model(m)
@@ -125,13 +128,15 @@ def calibrate(
     from tada.concepts import load_eval_prompts
     from tada.experiments.alpha_sweep import parse_alphas
     from tada.experiments.calibration import calibrate as run_calibration
-    from tada.experiments.calibration import calibration_path, write_calibrations
     from tada.methods.base import load, steering_path
+    from tada.methods.calibration import calibration_path, write_calibrations
     from tada.report.plots import alpha_curves
 
     art = load(vector)
     grid = parse_alphas(alphas) if alphas is not None else None
-    check_units(units, [art])
+    if units not in ("norm", "raw", "auto"):
+        raise TadaError(f"--units must be norm, raw or auto to calibrate (a sweep is measured in alphas); got {units!r}")
+    units = check_units(units, [art])
     target = calibration_path(vector)
     folder = out or steering_path(vector).with_name(target.name.removesuffix(".json"))
     m = tada.load(model)

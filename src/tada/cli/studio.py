@@ -19,6 +19,8 @@ def studio(
     host: str = typer.Option("127.0.0.1", help="address to serve on (0.0.0.0: every interface)"),
     port: int = typer.Option(7860, min=1, max=65535),
     sae: Optional[Path] = typer.Option(None, "--sae", help="a trained SAE folder: a tab steers with any of its features"),
+    dial: str = typer.Option("alignment", help="the calibrated measure the dials of calibrated files move in "
+                                               "(tada calibrate: alignment, or the concept's MIR measure)"),
 ):
     """The live steering studio (Gradio, the studio extra): sliders over a song, A/B with alpha = 0."""
     try:
@@ -37,6 +39,10 @@ def studio(
 
         autoencoder = TopKSAE.load(sae)
     m = tada.load(model)
-    session = Studio.from_folder(m, vectors, cache)
+    session = Studio.from_folder(m, vectors, cache, dial)
+    unmatched = [n for n, a in session.artifacts.items() if a.calibrations and n not in session.calibrations]
+    if unmatched:
+        say(f"note: {', '.join(unmatched)} {'is' if len(unmatched) == 1 else 'are'} calibrated, but not in {dial}: "
+            "raw or norm dials")
     say(f"tada studio on http://{host}:{port} ({len(session.artifacts)} sliders)")
     build_app(session, sae=autoencoder).launch(server_name=host, server_port=port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,10 @@ def sweep_settings(model: AudioModel, vectors: Sequence[SteeringVector], steps: 
             "steps": steps or model.default_steps,
             "guidance": guidance if guidance is not None else model.default_guidance,
             "duration": duration if duration is not None else model.default_duration,
-            "batch_size": batch_size, "copy": copy, "window": list(window) if window else None, "units": units}
+            "batch_size": batch_size, "copy": copy, "window": list(window) if window else None, "units": units,
+            # an effect's alpha is only as fixed as the calibration it is read from: a new one is another sweep
+            **({"calibrations": [asdict(v.calibrations[units]) for v in vectors]} if units not in ("raw", "norm")
+               else {})}
 
 
 def _describe(artifact) -> dict:
@@ -78,8 +82,8 @@ def alpha_sweep(model: AudioModel, vectors, prompts: Sequence[str],
     """Generate every (prompt, seed) at every alpha, all vectors at the same alpha, into ``out/audio``.
 
     vectors: steering artifacts of any method (:mod:`tada.methods.base`), CAA/SAE vectors included; alphas are
-    in `units` ("raw", or "norm": multiples of each artifact's measured frame norm, see
-    :meth:`SteeringVector.at`).
+    in `units` ("raw"; "norm": multiples of each artifact's measured frame norm, see
+    :meth:`SteeringVector.at`; or a measure every artifact is calibrated in, :mod:`tada.methods.calibration`).
 
     The same seed is used at every alpha, so alpha = 0 is the unsteered reference of each row. ``out`` is a
     :class:`~tada.runs.RunFolder`: a file is reused only when it was made with these settings for the same
@@ -95,6 +99,8 @@ def alpha_sweep(model: AudioModel, vectors, prompts: Sequence[str],
         raise TadaError("give at least one steering vector")
     for v in vectors:
         v.check_model(model)
+        for a in alphas:  # a strength these units cannot give (outside a calibration's range): refused before work
+            v.strength(float(a), units)
     run = RunFolder(out, "alpha-sweep",
                     sweep_settings(model, vectors, steps, guidance, duration, batch_size, copy, window, units),
                     overwrite=overwrite)

@@ -31,6 +31,7 @@ from tada.methods.base import methods
 from tada.methods.vector import SteeringVector, Units
 from tada.models.base import AudioModel
 from tada.runs import RunFolder, check_output_dir, content_hash
+from tada.runs.distributed import is_main
 
 
 @dataclass
@@ -199,7 +200,8 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
         ``tada.evaluation.registry.load_embedder`` ("vggish", "clap", ...), any ``Embedder``, or None to skip FAD.
     preservation_distance: the auc protocol's distance (``distance(a, b) -> (B,)``; default the model's, see
         ``tada.evaluation.registry.default_preservation_name``).
-    Writes results.csv, table.md, alignment.csv and curves/<concept>.png (with ``settings.mir`` also mir.csv,
+    Writes results.csv, table.md, alignment.csv, curves/<concept>.png and index.html (the curves and a player
+    with a dial over the strengths per sweep row) (with ``settings.mir`` also mir.csv,
     the per-alpha means of the MIR measures and axes; with the auc protocol steering_metrics.csv in the
     authors' layout and protocol/tables.md) into a :class:`~tada.runs.RunFolder`: a rerun with other settings
     refuses (or starts clean with `overwrite`).
@@ -208,6 +210,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
     from tada.evaluation.registry import default_scorer
     from tada.experiments.protocol_results import cell_name, quality_results
     from tada.methods.base import load
+    from tada.report.html import sweep_section, write_report
     from tada.report.plots import alpha_curves
 
     settings = settings or EvalSettings()
@@ -250,7 +253,7 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
         "preservation": getattr(preservation_distance, "name", None if preservation_distance is None else "custom")},
         overwrite=overwrite)
     out = run.path
-    rows, per_files, protocol_rows, quality_rows = [], [], [], []
+    rows, per_files, protocol_rows, quality_rows, sections = [], [], [], [], []
     for concept in concepts:
         c = chosen[concept]
         artifacts: dict[str, tuple] = {}
@@ -273,6 +276,9 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
                                           concept=concept, mir=settings.mir)
             rows.append({"concept": concept, "config": label, "sites": ",".join(map(str, artifact.sites)), **row})
             per_files.append(per_file.assign(concept=concept, config=label))
+            sections.append(sweep_section(f"{concept}: {label} (alphas in {units} units; under each player its "
+                                          f"{next(iter(scorers))} alignment)", per_file, folder, out,
+                                          f"align_{next(iter(scorers))}"))
             if settings.protocol == "auc":
                 protocol_rows.append(_protocol_rows(per_file, index, audio, concept, label, scorers,
                                                     preservation_distance, settings.mir))
@@ -291,6 +297,11 @@ def steering_table(model: AudioModel, concepts: Sequence[str], functional: dict[
                  for k, g in everything.groupby(["concept", "config"], sort=False)]
         run.write_table("mir.csv", pd.concat(means, ignore_index=True)[["concept", "config", "alpha", *columns]])
     run.write_text("table.md", _markdown(table))
+    if is_main():
+        write_report(out, f"tada eval: {model.name}", [(f"{c}: alignment against alpha", out / "curves" / f"{c}.png")
+                                                        for c in concepts], sections,
+                     f"{len(prompts)} prompts x {len(settings.seeds)} seeds; the table is table.md, every number per "
+                     "file is in alignment.csv. Each row's dial switches its player between the sweep's strengths.")
     if settings.protocol == "auc":
         _write_protocol(run, pd.concat(protocol_rows, ignore_index=True),
                         pd.concat(quality_rows, ignore_index=True) if quality_rows else None)

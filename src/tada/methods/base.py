@@ -232,6 +232,7 @@ class Steering:
                 raise TadaError(f"{self.method}: tensor {key} contains NaN or inf")
         self.tensors, self.site_info, self.settings = dict(tensors), dict(sorted(sites.items())), dict(settings)
         self.concept, self.model, self.meta = concept, model, dict(meta or {})
+        self.calibrations: dict = {}  # measure -> Calibration, read from NAME.calibration.json by load()
 
     # --- to implement ----------------------------------------------------------------------------
     @classmethod
@@ -249,19 +250,23 @@ class Steering:
     def sites(self) -> list[int]:
         return list(self.site_info)
 
-    def at(self, alpha, copy: Copy = "cond", window: tuple[float, float] | None = None) -> "MethodSteer":
-        """This artifact at strength `alpha` (one number, or one per prompt of the batch). Timestep windows
-        belong to the vector methods (CAA, SAE); a method with a step setting takes it at fit time."""
+    def at(self, alpha, copy: Copy = "cond", window: tuple[float, float] | None = None,
+           units: str = "raw") -> "MethodSteer":
+        """This artifact at strength `alpha` (one number, or one per prompt of the batch) given in `units`
+        (:meth:`strength`). Timestep windows belong to the vector methods (CAA, SAE); a method with a step
+        setting takes it at fit time."""
         if window is not None:
             raise TadaError(f"{self.method} takes no timestep window; steer from a step with its start setting")
-        return MethodSteer(self, alpha, check_copy(copy))
+        return MethodSteer(self, self.strength(alpha, units), check_copy(copy))
 
     def strength(self, alpha, units: str = "raw"):
-        """`alpha` in `units` as this method's own strength: "norm" (multiples of the sites' frame norm) only for
-        methods that record one when they are fit (see :meth:`tada.methods.vector.SteeringVector.at`)."""
+        """`alpha` in `units` as this method's own strength: "raw"; "norm" (multiples of the sites' frame norm) only
+        for methods that record one when they are fit (see :meth:`tada.methods.vector.SteeringVector.at`); or a
+        measure of :attr:`calibrations`, where `alpha` is the wanted effect (:mod:`tada.methods.calibration`)."""
         from tada.methods.vector import raw_strength
 
-        return raw_strength(alpha, units, self.meta.get("frame_norm"), f"this {self.method} artifact")
+        return raw_strength(alpha, units, self.meta.get("frame_norm"), f"this {self.method} artifact",
+                            self.calibrations)
 
     def check_model(self, model) -> None:
         """Refuse a model other than the one this was fit on, or another site layout or width."""
@@ -322,6 +327,7 @@ def load(path: str | Path, model=None):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from tada.methods.calibration import attach
     from tada.methods.vector import SteeringVector
 
     path = steering_path(path)
@@ -345,7 +351,7 @@ def load(path: str | Path, model=None):
         raise TadaError(f"{path} is not a readable {info.name} artifact: {err}") from err
     if model is not None:
         art.check_model(model)
-    return art
+    return attach(art, path)
 
 
 @dataclass

@@ -10,7 +10,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -18,8 +17,9 @@ from tada.engine import AddVector, Capture, Copy
 from tada.errors import MissingFileError, TadaError
 
 
-#: how a steering strength is given: as eq. 3 / eq. 8 write it, or in units of the sites' frame norm
-Units = Literal["raw", "norm"]
+#: how a steering strength is given: as eq. 3 / eq. 8 write it, in units of the sites' frame norm, or as an
+#: effect in a measure the artifact is calibrated in (:mod:`tada.methods.calibration`, e.g. "alignment")
+Units = str
 
 
 def frame_norm(model, sites: Sequence[int], prompts: Sequence[str], steps: int | None = None) -> float:
@@ -32,9 +32,13 @@ def frame_norm(model, sites: Sequence[int], prompts: Sequence[str], steps: int |
     return float(torch.cat(norms).median())
 
 
-def raw_strength(alpha: float | Sequence[float], units: Units, frame_norm: float | None, what: str):
+def raw_strength(alpha: float | Sequence[float], units: Units, frame_norm: float | None, what: str,
+                 calibrations: dict | None = None):
     """`alpha` in `units` as a raw strength: itself for "raw", times `frame_norm` for "norm" (refused where
-    `what` recorded no frame norm)."""
+    `what` recorded no frame norm); an effect in a calibrated measure goes back to its alpha first."""
+    from tada.methods.calibration import calibrated
+
+    alpha, units = calibrated(alpha, units, calibrations or {}, what)
     if units == "raw":
         return alpha
     if units != "norm":
@@ -66,6 +70,8 @@ class SteeringVector:
     site_names: dict[int, str]
     renorm: bool = True
     meta: dict = field(default_factory=dict)
+    #: measure -> Calibration, read from the file's NAME.calibration.json when loaded (not part of the vector)
+    calibrations: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         if not self.vectors:
@@ -95,14 +101,14 @@ class SteeringVector:
            samples: Sequence[int] | None = None, units: Units = "raw") -> "Steer":
         """This vector at strength `alpha` (one number, or one per prompt of the batch).
 
-        units: "raw" (alpha as eq. 3 and 8 write it) or "norm": alpha in units of the median frame norm of
+        units: "raw" (alpha as eq. 3 and 8 write it), "norm": alpha in units of the median frame norm of
         the sites' outputs, measured when the vector was fit (``meta["frame_norm"]``), so that alpha = 1
-        means the same on every model."""
+        means the same on every model, or a measure of :attr:`calibrations` (alpha is then the wanted effect)."""
         return Steer(self, self.strength(alpha, units), copy, window, samples)
 
     def strength(self, alpha: float | Sequence[float], units: Units = "raw"):
         """`alpha` given in `units` as a raw strength (see :meth:`at`)."""
-        return raw_strength(alpha, units, self.meta.get("frame_norm"), "this vector")
+        return raw_strength(alpha, units, self.meta.get("frame_norm"), "this vector", self.calibrations)
 
     def check_model(self, model) -> None:
         for idx, name in self.site_names.items():
@@ -140,6 +146,8 @@ class SteeringVector:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from tada.methods.calibration import attach
+
         path = vector_path(path)
         meta_path = path.with_suffix(".json")
         for p in (path, meta_path):
@@ -159,7 +167,7 @@ class SteeringVector:
         vec = cls(vectors, names, bool(meta.pop("renorm", True)), meta)
         if model is not None:
             vec.check_model(model)
-        return vec
+        return attach(vec, path)
 
 
 @dataclass

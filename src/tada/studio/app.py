@@ -1,10 +1,10 @@
 """`tada studio`: the Gradio app over a :class:`~tada.studio.session.Studio`.
 
-Generate tab: prompt, seed, steps and one slider per steering artifact (several at once compose); the steered
-clip next to the alpha = 0 clip of the same seed, both spectrograms, and the WAV and its settings to download.
+Generate tab: prompt, seed, steps, duration, an optional timestep window, and one slider per steering artifact
+(several at once compose); the steered clip next to the alpha = 0 clip of the same seed, both spectrograms, and the WAV and its settings to download.
 Each slider runs over its method's own default sweep (`tada methods`: multiples of the frame norm for CAA, SAE
 and AUSteer, whole steps for prompt injection, ...). Fit tab: fit a catalogue concept with any method on the
-spot, which adds a slider on the next start (and is usable by name at once through the API). Sweep tab: one
+spot with a progress bar, which adds a slider on the next start (and is usable by name at once through the API). Sweep tab: one
 artifact over five strengths as a row of players with its alignment curve. Localize tab: a run folder's Impact
 heatmap and table, or a small sweep of one concept run on the spot. SAE features tab (with `--sae`): the prompt
 steered by one SAE feature at a chosen strength. Bad input shows as a message in the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tada.errors import TadaError
+from tada.progress import listen
 from tada.studio.session import Studio
 
 SWEEP_POINTS = 5
@@ -34,6 +35,22 @@ def slider_range(studio: Studio, name: str) -> tuple[float, float, float]:
     info = methods().get(method, methods()["caa"])
     sweep = info.sweep(studio.model.default_steps)
     return min(sweep), max(sweep), 1.0 if info.per_step else 0.05
+
+
+def parse_timing(duration: str | None, window: str | None) -> tuple[float | None, tuple[float, float] | None]:
+    """The Generate tab's text fields: a duration in seconds and a timestep window "from,to" (empty: none)."""
+    duration, window = (duration or "").strip(), (window or "").strip()
+    try:
+        seconds = float(duration) if duration else None
+    except ValueError:
+        raise TadaError(f"duration must be a number of seconds or empty; got {duration!r}") from None
+    if not window:
+        return seconds, None
+    try:
+        low, high = (float(t) for t in window.split(","))
+    except ValueError:
+        raise TadaError(f"the timestep window must be two numbers 'from,to' or empty; got {window!r}") from None
+    return seconds, (low, high)
 
 
 def sweep_strip(studio: Studio, name: str, prompt: str, seed: int, steps: int | None, scorer=None):
@@ -73,18 +90,20 @@ def build_app(studio: Studio, sae=None):
 
     names = list(studio.artifacts)
 
-    def run(prompt, seed, steps, units, *alphas):
+    def run(prompt, seed, steps, duration, window, units, *alphas):
         try:
-            r = studio.generate(prompt, seed, steps, dict(zip(names, alphas)), units)
+            r = studio.generate(prompt, seed, steps, dict(zip(names, alphas)), units, *parse_timing(duration, window))
         except TadaError as err:
             raise gr.Error(str(err)) from None
         return str(r.audio), str(r.reference), str(r.spectrogram), str(r.reference_spectrogram), \
             [str(r.audio), str(r.settings)]
 
-    def fit(concept, method, layers):
+    def fit(concept, method, layers, progress=gr.Progress()):
         try:
             sites = "all" if layers.strip() in ("", "all") else [int(x) for x in layers.split(",")]
-            return f"fitted {studio.fit(concept, method, sites)}; restart the studio to get its slider"
+            with listen(lambda desc, done, total: progress((done, total), desc=desc)):
+                name = studio.fit(concept, method, sites)
+            return f"fitted {name}; restart the studio to get its slider"
         except TadaError as err:
             raise gr.Error(str(err)) from None
         except ValueError as err:
@@ -108,13 +127,13 @@ def build_app(studio: Studio, sae=None):
             raise gr.Error(f"{path} holds no impact.csv: give a folder written by tada localize")
         return str(path / "heatmap.png") if (path / "heatmap.png").is_file() else None, pd.read_csv(path / "impact.csv")
 
-    def small_sweep(concept, pairs, steps, progress=gr.Progress(track_tqdm=True)):
+    def small_sweep(concept, pairs, steps, progress=gr.Progress()):
         from tada.localization import localize
 
-        progress(0, desc=f"localizing {concept}")
         out = studio.cache / f"localize-{concept}-{int(pairs)}-{int(steps)}"
         try:
-            localize(studio.model, concept, n_pairs=int(pairs), seeds=1, steps=int(steps), out=out)
+            with listen(lambda desc, done, total: progress((done, total), desc=desc)):
+                localize(studio.model, concept, n_pairs=int(pairs), seeds=1, steps=int(steps), out=out)
         except TadaError as err:
             raise gr.Error(str(err)) from None
         return open_run(str(out))
@@ -133,11 +152,15 @@ def build_app(studio: Studio, sae=None):
                 prompt = gr.Textbox(label="prompt", value="a calm jazz song with piano", scale=3)
                 seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
                 steps = gr.Number(label="steps", value=studio.model.default_steps, precision=0, minimum=1)
+                duration = gr.Textbox(label="duration in s (empty: the model's)",
+                                      value="" if studio.model.default_duration is None
+                                      else f"{studio.model.default_duration:g}")
                 units = gr.Radio(["auto", "norm", "raw"], value="auto", label="strength units")
+                window = gr.Textbox(label="steer only at timesteps from,to (the denoiser's; empty: all)", value="")
             sliders = []
             for name in names:
                 low, high, step = slider_range(studio, name)
-                label = f"{name} (alignment change)" if name in studio.calibrations else name
+                label = f"{name} ({studio.dial} change)" if name in studio.calibrations else name
                 sliders.append(gr.Slider(low, high, value=0.0, step=step, label=label))
             if not names:
                 gr.Markdown("No steering artifacts: start with `--vectors DIR`, or fit one in the Fit tab.")
@@ -149,7 +172,8 @@ def build_app(studio: Studio, sae=None):
                 spec = gr.Image(label="steered: log-mel", type="filepath")
                 ref_spec = gr.Image(label="alpha = 0: log-mel", type="filepath")
             files = gr.File(label="download: the WAV and the settings that reproduce it", file_count="multiple")
-            button.click(run, [prompt, seed, steps, units, *sliders], [steered, reference, spec, ref_spec, files],
+            button.click(run, [prompt, seed, steps, duration, window, units, *sliders],
+                         [steered, reference, spec, ref_spec, files],
                          api_name="generate", concurrency_limit=None)
         with gr.Tab("Sweep"):
             which = gr.Dropdown(names, value=names[0] if names else None, label="artifact")
