@@ -41,6 +41,7 @@ CASES = [
  (["sae", "browse", "ADIR", "--out", "OUT"], "an SAE folder holds"),
  (["calibrate", "missing.safetensors"], "missing.safetensors does not exist"),
  (["calibrate", V, "--units", "sigma"], "--units must be norm, raw or auto"),
+ (["calibrate", V, "--max-distance", "-1"], "--max-distance must be a positive number; got -1.0"),
  (["studio", "--vectors", "AFILE"], "is not a folder of steering files"),
  # caa
  (["caa", "-c", "nope", "--layers", "1", "--out", "OUT/v"], "unknown concept 'nope'"),

@@ -22,6 +22,11 @@ def test_the_usable_range_ends_where_the_gain_saturates():
     assert usable_range(alphas, gains, saturation=0.95) == (-1, 1)  # -0.29 >= 0.95 * 0.30; 0.20 >= 0.95 * 0.21
     assert usable_range(alphas, gains, saturation=1.0) == (-2, 2)
     assert usable_range(alphas, [0.1, 0.05, 0.0, 0, 0.1, 0.2, 0.3]) == (-2, 2)  # a side that never gains
+    distances = [0.5, 0.3, 0.1, 0, 0.1, 0.2, 0.6]
+    assert usable_range(alphas, gains, 1.0, distances, max_distance=0.25) == (-0.5, 1)  # the cutoff comes first
+    assert usable_range(alphas, gains, 0.95, distances, max_distance=0.35) == (-1, 1)  # saturation comes first
+    assert usable_range(alphas, gains, 0.95, distances, max_distance=0.05) == (0, 0)  # nothing is within it
+    assert usable_range(alphas, gains, 1.0, [0.1, float("nan"), 0.1, 0, 0.1, 0.2, 0.3], 0.5) == (-0.5, 2)  # NaN: over
 
 
 def test_the_map_inverts_only_where_it_is_monotonic(tmp_path):
@@ -48,7 +53,9 @@ def test_on_the_toy_tempo_and_mood_maps_are_monotonic_and_a_request_lands(toy, t
     held_in, held_out = load_eval_prompts()[:3], load_eval_prompts()[3:6]
     tempo = method("caa").cls.fit(toy, "tempo", sites="all", steps=STEPS, n_pairs=4)
     cals = calibrate(toy, tempo, held_in, tmp_path / "tempo", steps=STEPS)
-    assert set(cals) == {"alignment", "weighted_onset_rate"}
+    assert set(cals) == {"alignment", "weighted_onset_rate", "toy-lpaps"}
+    lpaps = cals["toy-lpaps"]
+    assert lpaps.to_effect(0.0) == 0.0 and all(d > 0 for a, d in zip(lpaps.alphas, lpaps.effects) if a != 0)
     cal = cals["alignment"]
     assert cal.monotonic() and cal.usable[0] < 0 < cal.usable[1]
     request = 0.5 * cal.to_effect(cal.usable[1])

@@ -119,9 +119,11 @@ def calibrate(
     concept: Optional[str] = typer.Option(None, "--concept", "-c", help="catalogue concept (default: the file's)"),
     steps: Optional[int] = typer.Option(None),
     out: Optional[Path] = typer.Option(None, help="sweep folder (default: beside the vector)"),
+    max_distance: Optional[float] = typer.Option(None, help="end the usable range before the preservation distance "
+                                                            "to the unsteered clip (e.g. CLAP-LPAPS) passes this"),
 ):
-    """Measure what the artifact's strength does (alignment and the concept's MIR measure) and its usable
-    range; writes NAME.calibration.json and NAME.calibration.png beside the file."""
+    """Measure what the artifact's strength does (alignment, the concept's MIR measure, the preservation
+    distance) and its usable range; writes NAME.calibration.json and NAME.calibration.png beside the file."""
     import pandas as pd
 
     import tada
@@ -134,6 +136,8 @@ def calibrate(
 
     art = load(vector)
     grid = parse_alphas(alphas) if alphas is not None else None
+    if max_distance is not None and not max_distance > 0:
+        raise TadaError(f"--max-distance must be a positive number; got {max_distance}")
     if units not in ("norm", "raw", "auto"):
         raise TadaError(f"--units must be norm, raw or auto to calibrate (a sweep is measured in alphas); got {units!r}")
     units = check_units(units, [art])
@@ -142,7 +146,7 @@ def calibrate(
     m = tada.load(model)
     art.check_model(m)
     cals = run_calibration(m, art, load_eval_prompts()[:prompts], folder, alphas=grid, units=units, concept=concept,
-                           steps=steps)
+                           steps=steps, max_distance=max_distance)
     write_calibrations(target, cals)
     cal = cals["alignment"]
     alpha_curves(pd.DataFrame({"alpha": cal.alphas, "alignment": cal.effects, "prompt_index": 0, "seed": 0}),

@@ -20,14 +20,18 @@ from tada.methods.calibration import Calibration, usable_range
 
 def calibrate(model, artifact, prompts: Sequence[str], out: str | Path, alphas: Sequence[float] | None = None,
               units: str = "auto", scorer=None, concept=None, seeds: Sequence[int] = (0,), steps: int | None = None,
-              saturation: float = 0.95, catalogue=None) -> dict[str, Calibration]:
-    """{"alignment": Calibration, <MIR measure>: Calibration} from a sweep of `artifact` into `out`."""
+              saturation: float = 0.95, catalogue=None, preservation=None,
+              max_distance: float | None = None) -> dict[str, Calibration]:
+    """{"alignment": Calibration, <MIR measure>: Calibration, <preservation>: Calibration} from a sweep of
+    `artifact` into `out`. preservation: the distance to each file's alpha = 0 file (default the protocol's for
+    the model, e.g. CLAP-LPAPS); `max_distance` ends the usable range before it is passed on either side."""
     import pandas as pd
 
     from tada.concepts import load_catalogue
     from tada.evaluation.mir_checks import MIN_SAMPLE_RATE, concept_measures, measure_files
-    from tada.evaluation.registry import default_scorer
+    from tada.evaluation.registry import default_preservation_name, default_scorer, load_preservation
     from tada.experiments.alpha_sweep import alpha_sweep, load_sweep
+    from tada.experiments.protocol_results import sweep_distances
     from tada.methods.base import methods
 
     name = concept or getattr(getattr(artifact, "concept", None), "name", None) or artifact.meta.get("concept")
@@ -50,11 +54,15 @@ def calibrate(model, artifact, prompts: Sequence[str], out: str | Path, alphas: 
         per_file[measure] = measure_files(audio, [measure])[f"mir_{measure}"].to_numpy()
         names.append(measure)
     means = per_file.groupby("alpha")[names].mean()
-    zero = means.loc[0.0]
-    gains = (means["alignment"] - zero["alignment"]).to_numpy()
-    usable = usable_range(means.index.to_numpy(), gains, saturation)
-    out_map = {n: Calibration(n, units, [float(a) for a in means.index], [float(v) for v in means[n] - zero[n]],
-                              usable) for n in names}
-    pd.DataFrame({"alpha": means.index, **{f"{n}_change": means[n] - zero[n] for n in names}}).to_csv(
+    changes = means - means.loc[0.0]
+    preservation = preservation or load_preservation(default_preservation_name(model))
+    distance_name = getattr(preservation, "name", "preservation")
+    distances = sweep_distances(index, audio, preservation)
+    changes[distance_name] = [0.0 if a == 0 else distances[a] for a in changes.index]
+    usable = usable_range(changes.index.to_numpy(), changes["alignment"].to_numpy(), saturation,
+                          changes[distance_name].to_numpy(), max_distance)
+    out_map = {n: Calibration(n, units, [float(a) for a in changes.index], [float(v) for v in changes[n]], usable)
+               for n in changes.columns}
+    pd.DataFrame({"alpha": changes.index, **{f"{n}_change": changes[n] for n in changes.columns}}).to_csv(
         Path(out) / "calibration.csv", index=False)
     return out_map

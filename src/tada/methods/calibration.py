@@ -4,7 +4,8 @@ alignment", "+1.5 onsets per second") instead of alpha.
 A :class:`Calibration` is the map alpha -> mean effect on one measure, piecewise linear through the means a
 short sweep measured (:func:`tada.experiments.calibration.calibrate`), and the *usable range* of alpha: on each
 side of 0, up to the first alpha whose alignment gain reaches a share (`saturation`) of that side's largest
-gain. Within it :meth:`Calibration.to_alpha` inverts the map, which needs it monotonic there. A steering file's
+gain, or before the preservation distance to the unsteered clip passes a cutoff. Within it
+:meth:`Calibration.to_alpha` inverts the map, which needs it monotonic there. A steering file's
 calibrations live beside it (``NAME.calibration.json``); :func:`tada.methods.base.load` attaches them, and
 ``artifact.at(artifact.strength(0.2, "alignment"))`` then steers by a requested effect.
 """
@@ -79,9 +80,12 @@ def calibration_path(vector: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".safetensors") + ".calibration.json")
 
 
-def usable_range(alphas: Sequence[float], gains: Sequence[float], saturation: float = 0.95) -> tuple[float, float]:
+def usable_range(alphas: Sequence[float], gains: Sequence[float], saturation: float = 0.95,
+                 distances: Sequence[float] | None = None, max_distance: float | None = None) -> tuple[float, float]:
     """Per side of 0, the first alpha whose signed alignment gain s (A(alpha) - A(0)) reaches `saturation` of the
-    side's largest gain (the side's last alpha if the gain never rises above 0: nothing saturates)."""
+    side's largest gain (the side's last alpha if the gain never rises above 0: nothing saturates). With
+    `max_distance`, a side also ends before the first alpha whose preservation distance to alpha = 0 (`distances`,
+    one per alpha) exceeds it: at the last alpha within it, or at 0."""
     alphas, gains = np.asarray(alphas, float), np.asarray(gains, float)
     limits = []
     for sign in (-1.0, 1.0):
@@ -92,8 +96,12 @@ def usable_range(alphas: Sequence[float], gains: Sequence[float], saturation: fl
             continue
         g = sign * gains[side]
         peak = g.max()
-        hit = side[np.flatnonzero(g >= saturation * peak)[0]] if peak > 0 else side[-1]
-        limits.append(float(alphas[hit]))
+        end = int(np.flatnonzero(g >= saturation * peak)[0]) if peak > 0 else len(side) - 1
+        if max_distance is not None:
+            over = np.flatnonzero(~(np.asarray(distances, float)[side] <= max_distance))  # NaN counts as over
+            if len(over) and over[0] <= end:
+                end = int(over[0]) - 1
+        limits.append(float(alphas[side[end]]) if end >= 0 else 0.0)
     return limits[0], limits[1]
 
 
