@@ -18,7 +18,7 @@ ALLOWED = {
     "runs": {"errors", "tada"},
     "engine": {"errors"},
     "concepts": {"errors"},
-    "sae": {"errors"},
+    "sae": {"errors", "runs"},
     "report": {"errors"},
     "evaluation": {"audio", "errors"},
     "toy.world": {"audio", "errors", "evaluation"},

@@ -20,13 +20,16 @@ def sae_collect(
     site: int = typer.Option(..., help="site index (a functional layer)"),
     model: str = MODEL,
     prompts: Optional[Path] = typer.Option(None, help="CSV with a 'caption' column (the shipped corpus if omitted)"),
-    n: int = typer.Option(64, min=1, help="number of prompts"),
+    n: int = typer.Option(64, "--n-prompts", "--n", min=1, help="number of prompts (--n-prompts under torchrun, whose "
+                                                          "own options --n abbreviates)"),
     seeds: int = typer.Option(1),
     steps: Optional[int] = typer.Option(None),
+    batch_size: int = typer.Option(8, min=1, help="generations per model batch"),
     out: Path = typer.Option(Path("runs/sae/activations")),
     overwrite: bool = OVERWRITE,
 ):
-    """Write the site's outputs (every frame of every step) as float16 shards (resumable)."""
+    """Write the site's outputs (every frame of every step) as float16 shards (resumable; splits over torchrun's
+    processes)."""
     import tada
     from tada.concepts import load_captions
     from tada.methods.sae import collect
@@ -36,7 +39,7 @@ def sae_collect(
     seed_list = seed_range(seeds)
     check_output_dir(out)
     m = tada.load(model)
-    reader = collect(m, texts, site, out, seeds=seed_list, steps=steps, overwrite=overwrite)
+    reader = collect(m, texts, site, out, seeds=seed_list, steps=steps, batch_size=batch_size, overwrite=overwrite)
     say(f"{len(reader)} rows of width {reader.d} in {out}")
 
 
@@ -49,10 +52,12 @@ def sae_train(
     batch_size: int = typer.Option(4096, min=1),
     out: Path = typer.Option(Path("runs/sae/model")),
 ):
-    """Train a TopK SAE, or a grid of them and pick one by the paper's rule (resumable)."""
+    """Train a TopK SAE, or a grid of them and pick one by the paper's rule (resumable; data-parallel over
+    torchrun's processes)."""
     import shutil
 
     from tada.runs import check_output_dir, writing
+    from tada.runs.distributed import is_main
     from tada.sae import ActivationReader, choose_sae, grid_search
 
     m_values, k_values = ints(expansion, "--expansion"), ints(k, "--k")
@@ -62,6 +67,8 @@ def sae_train(
                         out=out / "grid")
     best = choose_sae(table)
     chosen = out / "grid" / f"m{int(best.m)}_k{int(best.k)}"
+    if not is_main():
+        return
     with writing(out):
         for name in ("sae.safetensors", "cfg.json"):
             shutil.copy(chosen / name, out / name)

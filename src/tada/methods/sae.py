@@ -17,6 +17,7 @@ from tada.methods.vector import SteeringVector, frame_norm
 from tada.models.base import AudioModel, check_prompts, seed_list
 from tada.progress import progress_bar
 from tada.runs import RunFolder, content_hash
+from tada.runs.distributed import barrier, is_main, my_share, process_rank, world_size
 from tada.sae import (
     TopKSAE,
     mean_activations,
@@ -24,7 +25,7 @@ from tada.sae import (
     select_features,
     tfidf_scores,
 )
-from tada.sae.store import ActivationReader, ActivationWriter
+from tada.sae.store import PARTS, ActivationReader, ActivationWriter, merge_parts
 
 
 def check_sae_source(sae: TopKSAE, model: AudioModel, site: int) -> None:
@@ -51,7 +52,12 @@ def collect(model: AudioModel, prompts: Sequence[str], site: int, out: str | Pat
             overwrite: bool = False) -> ActivationReader:
     """Write every frame of every step of `site`'s conditional output, for each (prompt, seed), to an
     activation store in `out` (float16 shards), a run folder whose manifest records the model, site and
-    settings. Units already in the store are skipped (resumable); other settings are refused."""
+    settings. Units already in the store are skipped (resumable); other settings are refused.
+
+    The (prompt, seed) units are generated in fixed batches of `batch_size` (a block with a unit missing is
+    generated whole, so a resumed run computes each unit in the batch of an uninterrupted one). Under torchrun
+    or accelerate, process r takes the blocks at positions r, r + N, ... and writes its own store in
+    ``out/parts/rank<r>``; the main process lists every part in ``out/index.json`` (:func:`merge_parts`)."""
     prompts = check_prompts(prompts)
     site = resolve_site(model.sites, site, model.name)
     run = RunFolder(out, "sae-collect", {"model": model.name, "site": site, "site_name": model.sites[site].name,
@@ -60,16 +66,32 @@ def collect(model: AudioModel, prompts: Sequence[str], site: int, out: str | Pat
                                          "batch_size": batch_size}, overwrite=overwrite)
     run.write_text("prompts.json", json.dumps(list(prompts)))  # what the browser and others regenerate from
     units = [(i, s) for i in range(len(prompts)) for s in seeds]
-    with ActivationWriter(out, model.sites[site].dim, shard_rows=shard_rows) as writer:
-        done = writer.done_keys
-        todo = [u for u in units if f"{u[0]}:{u[1]}" not in done]
-        with progress_bar(f"collect site {site}", total=len(units), done=len(units) - len(todo)) as bar:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start:start + batch_size]
-                rows = _site_rows(model, site, [prompts[i] for i, _ in chunk], [s for _, s in chunk], steps)
-                for (i, s), r in zip(chunk, rows):
-                    writer.add(r, meta={"prompt": i, "seed": s}, key=f"{i}:{s}")
-                bar.advance(len(chunk))
+    blocks = [units[start:start + batch_size] for start in range(0, len(units), batch_size)]
+    alone = world_size() == 1
+    if is_main() and (Path(out) / PARTS).is_dir():
+        merge_parts(out)  # a killed distributed run's parts: their units are done
+    barrier()
+    done = {u["key"] for u in ActivationReader(out).units()} if (Path(out) / "index.json").is_file() else set()
+    mine = [block for _, block in my_share(blocks)]
+    folder = Path(out) if alone else Path(out) / PARTS / f"rank{process_rank()}"
+    with ActivationWriter(folder, model.sites[site].dim, shard_rows=shard_rows) as writer:
+        done |= writer.done_keys
+        total = sum(len(b) for b in mine)
+        with progress_bar(f"collect site {site}", total=total,
+                          done=sum(f"{i}:{s}" in done for b in mine for i, s in b)) as bar:
+            for block in mine:
+                missing = [u for u in block if f"{u[0]}:{u[1]}" not in done]
+                if not missing:
+                    continue
+                rows = _site_rows(model, site, [prompts[i] for i, _ in block], [s for _, s in block], steps)
+                for (i, s), r in zip(block, rows):
+                    if (i, s) in missing:
+                        writer.add(r, meta={"prompt": i, "seed": s}, key=f"{i}:{s}")
+                bar.advance(len(missing))
+    barrier()
+    if is_main() and not alone:
+        merge_parts(out)
+    barrier()
     return ActivationReader(out)
 
 

@@ -46,6 +46,14 @@ def barrier() -> None:
         return
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
+    join_process_group()
     dist.barrier()
+
+
+def join_process_group() -> None:
+    """Join the launcher's process group over gloo, once (nothing alone): what :func:`barrier` and data-parallel
+    training (``torch.nn.parallel.DistributedDataParallel``) run on."""
+    import torch.distributed as dist
+
+    if world_size() > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")

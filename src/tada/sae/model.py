@@ -242,11 +242,13 @@ class TopKSAE(nn.Module):
         """Eq. 5: h_hat = sum over kept j of f_j W_dec[j] + b_pre, for (n, k) values and indices."""
         return F.embedding_bag(indices, self.W_dec, per_sample_weights=latents, mode="sum") + self.b_dec
 
-    def forward(self, h: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
-        """Encode, decode, and the losses; ``dead_mask`` (num_latents,) bool turns on the AuxK term."""
+    def forward(self, h: Tensor, dead_mask: Tensor | None = None, variance: Tensor | None = None) -> ForwardOutput:
+        """Encode, decode, and the losses; ``dead_mask`` (num_latents,) bool turns on the AuxK term. `variance`:
+        the denominator of FVU and AuxK, by default the batch's sum((h - mean h)^2); a slice of a batch split over
+        N processes passes the whole batch's / N, so that the mean of the slices' losses is the batch's."""
         latents, indices, pre_acts = self.encode(h)
         h_hat = self.decode(latents, indices)
-        variance = (h - h.mean(0)).pow(2).sum()
+        variance = (h - h.mean(0)).pow(2).sum() if variance is None else variance
         residual = h - h_hat
         auxk_loss = h_hat.new_zeros(())
         if dead_mask is not None and dead_mask.any():

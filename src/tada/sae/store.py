@@ -16,6 +16,10 @@ or wholly absent: :attr:`ActivationWriter.done_keys` tells the caller which unit
 A shard is written to a temporary name, renamed into place, and only then listed in the index
 (itself replaced atomically). A shard file that the index does not list is the remains of a kill
 and is deleted when the folder is opened for writing again.
+
+Processes of one distributed run each write a store of their own in ``parts/<name>/``;
+:func:`merge_parts` lists their shards in the folder's own index (as ``parts/<name>/shard-...``), so the
+folder reads as one store.
 """
 
 from __future__ import annotations
@@ -273,3 +277,29 @@ class ActivationReader:
             carry = rows[full:]
         if len(carry) and not drop_last:
             yield carry
+
+
+PARTS = "parts"
+
+
+def merge_parts(folder: str | Path) -> dict:
+    """Rewrite ``folder/index.json`` to list the folder's own shards and then every complete shard of the stores
+    under ``folder/parts/*/`` (each process's of a distributed run), in the parts' name order; returns the index.
+    Idempotent: a shard already listed is listed once."""
+    folder = Path(folder)
+    own = _read_index(folder) if (folder / INDEX_NAME).is_file() else None
+    parts = sorted(p for p in (folder / PARTS).glob("*") if (p / INDEX_NAME).is_file())
+    indexes = [(p, _read_index(p)) for p in parts]
+    widths = {i["d"] for _, i in indexes} | ({own["d"]} if own else set())
+    if len(widths) > 1:
+        raise TadaError(f"the stores under {folder} hold rows of different widths {sorted(widths)}")
+    if own is None and not indexes:
+        raise MissingFileError(f"no activation store at {folder}: neither {INDEX_NAME} nor {PARTS}/*/{INDEX_NAME}")
+    shards = [s for s in (own["shards"] if own else []) if "/" not in s["file"]]
+    for part, index in indexes:
+        prefix = part.relative_to(folder).as_posix()
+        shards += [dict(s, file=f"{prefix}/{s['file']}") for s in index["shards"]]
+    merged = {"format": STORE_FORMAT, "version": STORE_VERSION, "d": widths.pop(), "dtype": STORE_DTYPE,
+              "rows": sum(s["rows"] for s in shards), "shards": shards}
+    _write_json_atomically(folder / INDEX_NAME, merged)
+    return merged

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from tada.errors import TadaError
+from tada.runs.distributed import is_main, join_process_group, process_rank, world_size
 from tada.sae.model import (
     CHECKPOINT_NAME,
     GRID_NAME,
@@ -73,6 +74,15 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
     when stopping, and a run started again with the same arguments continues from it (to the same
     result as an uninterrupted run); the finished SAE is saved there (``sae.safetensors``,
     ``cfg.json``) with ``history.csv``.
+
+    Under torchrun or accelerate (N processes) training is data-parallel through
+    ``torch.nn.parallel.DistributedDataParallel`` on gloo: every process draws the same shuffled batch,
+    computes the loss on its N-th of it, and the gradients are averaged across processes before the step, so
+    every process holds the same SAE. A slice's FVU and AuxK are normalised by the whole batch's variance
+    (over N), so the averaged gradient is the one-process gradient of the batch, up to the order of
+    floating-point sums. Firing statistics (dead latents, AuxK's mask, frequencies) are summed over processes
+    and the metrics averaged; the main process writes the checkpoints and results. A checkpoint records N and
+    resumes only with N processes.
     """
     rows = check_data(data, cfg.d_in)
     if cfg.source is None and isinstance(data, ActivationReader):
@@ -91,6 +101,11 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
     steps_per_epoch = rows // batch_size
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     run = {"cfg": cfg.to_json(), "batch_size": batch_size, "lr": lr, "seed": seed, "rows": rows}
+    processes, rank = world_size(), process_rank()
+    if processes > 1:
+        if batch_size < 2 * processes:
+            raise TadaError(f"batch_size {batch_size} cannot be split over {processes} processes (2 rows each at least)")
+        run["processes"] = processes
 
     sae = TopKSAE(cfg, torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
@@ -115,8 +130,21 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
                 break
         sae.init_from_sample_(torch.cat(sample)[:median_sample])
 
+    forward = sae
+    if processes > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        join_process_group()
+        forward = DistributedDataParallel(sae)  # averages the gradients of the processes' slices
+
+    def summed(t: Tensor) -> Tensor:
+        if processes > 1:
+            dist.all_reduce(t)
+        return t
+
     def save_checkpoint():
-        if checkpoint is None:
+        if checkpoint is None or not is_main():
             return
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")
@@ -142,7 +170,7 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
     )
 
     bar = Progress(TextColumn("SAE m={task.fields[m]} k={task.fields[k]}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("fvu {task.fields[fvu]:.4f}"), TimeRemainingColumn(), disable=not progress)
+                   TextColumn("fvu {task.fields[fvu]:.4f}"), TimeRemainingColumn(), disable=not progress or not is_main())
     with bar:
         task = bar.add_task("train", total=total_steps, completed=state["step"], m=cfg.expansion_factor, k=cfg.k,
                             fvu=float("nan"))
@@ -152,7 +180,10 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
                 if batch_number < state["batch"]:
                     continue  # done before the last checkpoint
                 dead = state["since_fired"] >= cfg.dead_tokens
-                result = sae(h, dead_mask=dead if cfg.auxk_alpha > 0 else None)
+                mine, variance = h, None
+                if processes > 1:  # this process's slice, its losses over the whole batch's variance (times N)
+                    mine, variance = h.tensor_split(processes)[rank], (h - h.mean(0)).pow(2).sum() / processes
+                result = forward(mine, dead_mask=dead if cfg.auxk_alpha > 0 else None, variance=variance)
                 loss = result.fvu + cfg.auxk_alpha * result.auxk_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -160,16 +191,17 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
                 optimizer.step()
                 sae.normalize_decoder_()
 
-                fired = result.indices[result.latents > 0]
+                counts = summed(torch.bincount(result.indices[result.latents > 0], minlength=cfg.num_latents))
+                metrics = summed(torch.stack([result.fvu.detach(), result.auxk_loss.detach()]).double()) / processes
                 state["since_fired"] += len(h)
-                state["since_fired"][fired] = 0
-                state["fire_counts"] += torch.bincount(fired, minlength=cfg.num_latents)
-                state["fvu_sum"] += result.fvu.item()
-                state["auxk_sum"] += result.auxk_loss.item()
+                state["since_fired"][counts > 0] = 0
+                state["fire_counts"] += counts
+                state["fvu_sum"] += metrics[0].item()
+                state["auxk_sum"] += metrics[1].item()
                 state["rows_seen"] += len(h)
                 state["step"] += 1
                 state["batch"] += 1
-                bar.update(task, advance=1, fvu=result.fvu.item())
+                bar.update(task, advance=1, fvu=metrics[0].item())
                 stopping = state["step"] >= total_steps
                 if stopping or state["step"] % checkpoint_every == 0:
                     state["seconds"] += time.perf_counter() - started
@@ -185,9 +217,11 @@ def train_sae(data: Data, cfg: SaeConfig, epochs: int = 15, batch_size: int = 40
                 save_checkpoint()
     partial_epoch = [epoch_row()] if state["batch"] > 0 else []
     history = pd.DataFrame(state["history"] + partial_epoch)
-    if out is not None:
+    if out is not None and is_main():
         sae.save(out)
         history.to_csv(Path(out) / HISTORY_NAME, index=False)
+    if processes > 1:
+        dist.barrier()  # the others return once the main process has written the results
     return TrainResult(sae, history)
 
 
