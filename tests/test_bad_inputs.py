@@ -82,7 +82,7 @@ CASES = [
  (["pairs", "-c", "tempo", "-n", "0"], "Invalid value for '-n'"),
  # sae
  (["sae", "collect", "--site", "99", "--n", "2", "--out", "OUT"], "site 99 is not a site of toy"),
- (["sae", "collect", "--site", "1", "--n", "0", "--out", "OUT"], "Invalid value for '--n'"),
+ (["sae", "collect", "--site", "1", "--n", "0", "--out", "OUT"], "Invalid value for '--n-prompts' / '--n'"),
  (["sae", "collect", "--site", "1", "--seeds", "0", "--out", "OUT"], "--seeds must be >= 1"),
  (["sae", "collect", "--site", "1", "--out", "AFILE"], "is a file; name a folder"),
  (["sae", "train", "--activations", "missing", "--out", "OUT"], "no activation store at missing"),
