@@ -166,3 +166,11 @@ def test_a_rank_killed_mid_run_is_made_up_by_the_same_command(tmp_path, vector):
     tada(*args, "--out", str(two), processes=2)
     same_tree(tmp_path / "one", two, "*.wav")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one" / "index.csv"), pd.read_csv(two / "index.csv"))
+
+
+def test_a_two_process_caa_fit_equals_one_process(tmp_path):
+    args = ["caa", *MODEL, "-c", "tempo", "--layers", "1,2", "--pairs", "6", "--steps", "2"]  # 2 batches of 8
+    tada(*args, "--out", str(tmp_path / "one" / "tempo"))
+    two = tada(*args, "--out", str(tmp_path / "two" / "tempo"), processes=2)
+    assert two.stdout.count("wrote ") == 1  # one process writes the vector
+    same_tree(tmp_path / "one", tmp_path / "two", "tempo.*")

@@ -39,6 +39,7 @@ def caa(
     """Fit a CAA steering vector (eq. 2) on the chosen layers."""
     import tada
     from tada.methods.caa import fit
+    from tada.runs.distributed import is_main
 
     cat = catalogue(concepts, [concept])
     sites = ints(layers)
@@ -46,8 +47,9 @@ def caa(
     seed_range(seeds)
     m = tada.load(model)
     vec = fit(m, cat[concept], sites=sites, seeds=seeds, steps=steps, per_step=per_step, n_pairs=pairs)
-    vec.save(path)
-    say(f"wrote {path} ({len(vec.meta['pairs'])} pairs, sites {vec.sites})")
+    if is_main():  # under torchrun every process holds the same vector; one writes it
+        vec.save(path)
+        say(f"wrote {path} ({len(vec.meta['pairs'])} pairs, sites {vec.sites})")
 
 
 @app.command()

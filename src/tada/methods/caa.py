@@ -12,6 +12,7 @@ from tada.errors import TadaError
 from tada.methods.vector import SteeringVector, frame_norm
 from tada.models.base import AudioModel, seed_list
 from tada.progress import progress_bar
+from tada.runs.distributed import gather, my_share
 
 
 def caa_direction(h_pos: torch.Tensor, h_neg: torch.Tensor) -> torch.Tensor:
@@ -52,18 +53,20 @@ def resolve_pairs(concept_or_pairs, n_pairs: int | None = None, catalogue=None
 def capture_means(model: AudioModel, prompts: list[str], seeds: list[int], sites: list[int], steps: int | None,
                   per_step: bool, batch_size: int, desc: str = "capturing") -> dict[int, torch.Tensor]:
     """Frame-averaged conditional-row outputs per prompt: ``{site: (P, dim)}``, or ``(P, steps, dim)``
-    with `per_step`; averaged over denoising steps otherwise."""
-    out: dict[int, list[torch.Tensor]] = {s: [] for s in sites}
-    with progress_bar(desc, total=len(prompts)) as bar:
-        for start in range(0, len(prompts), batch_size):
-            chunk = slice(start, start + batch_size)
+    with `per_step`; averaged over denoising steps otherwise. Under torchrun or accelerate the batches are
+    split over the processes and their results gathered, so every process gets the one-process tensors."""
+    chunks = [slice(start, start + batch_size) for start in range(0, len(prompts), batch_size)]
+    mine = my_share(chunks)
+    done = []
+    with progress_bar(desc, total=sum(len(prompts[c]) for _, c in mine)) as bar:
+        for position, chunk in mine:
             cap = Capture(sites, copy="cond", reduce="frames", per_step=per_step)
             model.generate(prompts[chunk], seeds[chunk], steps=steps, interventions=[cap])
-            for s in sites:
-                rec = torch.stack(cap.result[s], dim=1) if per_step else cap.result[s]
-                out[s].append(rec)
+            done.append((position, {s: (torch.stack(cap.result[s], dim=1) if per_step else cap.result[s]).cpu()
+                                    for s in sites}))
             bar.advance(len(prompts[chunk]))
-    return {s: torch.cat(v) for s, v in out.items()}
+    blocks = gather(done)
+    return {s: torch.cat([b[s] for b in blocks]) for s in sites}
 
 
 def fit(model: AudioModel, concept_or_pairs, sites: Sequence[int] | int, seeds: int | Sequence[int] = 1,

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from tada.errors import TadaError
-from tada.runs.distributed import barrier, is_main, process_rank, world_size
+from tada.runs.distributed import barrier, is_main, process_rank, solo, world_size
 
 MANIFEST = "manifest.json"
 UNITS = "units"
@@ -190,7 +190,8 @@ class RunFolder:
         path = self.path / relative
         if world_size() > 1:  # rank 0 fits and saves; every rank waits, then loads what it saved
             if is_main() and not path.exists():
-                self._save(relative, fit())
+                with solo():  # the others wait at the barrier: the fit must not wait for them
+                    self._save(relative, fit())
             barrier()  # never read a file another rank may still be writing
             return load(path)
         if path.exists():
