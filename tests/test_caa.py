@@ -130,7 +130,7 @@ def test_strengths_in_frame_norm_units():
     bare = SteeringVector(vec.vectors, vec.site_names, meta={"model": model.name})
     with pytest.raises(TadaError, match="records no frame norm"):
         bare.at(1.0, units="norm")
-    with pytest.raises(TadaError, match="units must be 'raw' or 'norm'"):
+    with pytest.raises(TadaError, match="units must be raw or norm; got 'sigma'"):
         vec.at(1.0, units="sigma")
 
 
