@@ -92,6 +92,7 @@ def fit(
     import tada
     from tada.cli.steer import check_vector_out
     from tada.methods.base import method as method_info
+    from tada.runs.distributed import is_main
 
     info = method_info(method)
     if (concept is None) == (positive is None and negative is None):
@@ -108,5 +109,6 @@ def fit(
     path = check_vector_out(out)
     m = tada.load(model)
     art = info.cls.fit(m, subject, sites=sites, top_k=top_k, **options)
-    art.save(path)
-    say(f"wrote {path} ({method}, sites {art.sites})")
+    if is_main():  # under torchrun every process fits the same artifact (CAA and AUSteer split their batches)
+        art.save(path)
+        say(f"wrote {path} ({method}, sites {art.sites})")
