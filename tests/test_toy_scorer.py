@@ -115,3 +115,27 @@ def test_bad_inputs_raise_clear_errors(scorer, tmp_path):
         text_atoms(3)
     with pytest.raises(FileNotFoundError, match="scorer_config.json"):
         ToyScorer.from_pretrained(tmp_path)
+
+
+def test_the_pitch_class_map_puts_a_bin_at_its_pitch_class():
+    from tada.audio import htk_mel_edges
+    from tada.toy.scorer import PITCH_BAND, pitch_class_map
+
+    weights, centres = pitch_class_map(256, 30.0, 8000.0), htk_mel_edges(256, 30.0, 8000.0)[1:-1]
+    a440 = int(abs(centres - 440.0).argmin())
+    assert weights[:, a440].argmax() == 9 and weights[9, a440] > 0.8  # A
+    outside = (centres < PITCH_BAND[0]) | (centres > PITCH_BAND[1])
+    assert (weights[:, torch.from_numpy(outside)] == 0).all() and (weights.sum(0) <= 1 + 1e-6).all()
+
+
+def test_the_mode_features_do_not_depend_on_the_key():
+    from tada.toy.scorer import PitchClassProfile
+
+    torch.manual_seed(0)
+    mode = PitchClassProfile(12, 30.0, 8000.0)
+    mode.pitch_classes = torch.eye(12)  # one "mel bin" per pitch class, to transpose exactly
+    major, minor = torch.zeros(1, 12, 5), torch.zeros(1, 12, 5)
+    major[:, [0, 4, 7]], minor[:, [0, 3, 7]] = 1.0, 1.0
+    for shift in range(1, 12):
+        torch.testing.assert_close(mode(major.roll(shift, dims=1)), mode(major), rtol=0, atol=1e-6)
+    assert not torch.allclose(mode(major), mode(minor))  # but the mode is seen

@@ -106,19 +106,21 @@ class Audio:
         return Audio(torch.stack(waves), rates.pop())
 
 
+def htk_mel_edges(n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """(n_mels + 2,) frequencies in Hz equally spaced on the HTK mel scale, 2595 log10(1 + f / 700), from f_min
+    to f_max: filter k rises from edge k to its centre, edge k + 1, and falls to edge k + 2."""
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    return 700.0 * (10.0 ** (np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2) / 2595.0) - 1.0)
+
+
 def htk_mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float, f_max: float) -> np.ndarray:
     """(n_mels, n_fft//2+1) triangular filters equally spaced on the HTK mel scale, peak 1, no area
     normalisation (torchaudio's `melscale_fbanks(norm=None, mel_scale="htk")`)."""
     if not 0 <= f_min < f_max <= sample_rate / 2:
         raise TadaError(f"need 0 <= f_min < f_max <= {sample_rate / 2}; got f_min={f_min}, f_max={f_max}")
-
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    edges = htk_mel_edges(n_mels, f_min, f_max)
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
     lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None, :] - lower) / (center - lower)

@@ -62,21 +62,58 @@ def attribute_targets(attrs) -> torch.Tensor:
     ])
 
 
-class AttributeNet(nn.Module):
-    """Normalized log-mel (B, n_mels, T) -> (B, len(ATOMS)) logits."""
+#: the mel bins a pitch-class profile reads: above them a bin spans several semitones' FFT bins, below them
+#: a 1024-point FFT at 16 kHz (15.6 Hz a bin) cannot tell neighbouring semitones apart
+PITCH_BAND = (260.0, 2100.0)
 
-    def __init__(self, n_mels: int = 64, width: int = 64):
+
+def pitch_class_map(n_mels: int, f_min: float, f_max: float, band: tuple[float, float] = PITCH_BAND) -> torch.Tensor:
+    """(12, n_mels) weights from mel bins to pitch classes (C = 0): a bin centred at f within `band` gives
+    max(0, 1 - d) to pitch class k, d the circular distance in semitones between 12 log2(f / 440) + 9 and k."""
+    from tada.audio import htk_mel_edges
+
+    centres = torch.from_numpy(htk_mel_edges(n_mels, f_min, f_max)[1:-1]).float()
+    pc = (12 * torch.log2(centres / 440.0) + 9) % 12
+    d = (pc[None, :] - torch.arange(12.0)[:, None]).abs()
+    weights = (1 - torch.minimum(d, 12 - d)).clamp_min(0)
+    return weights * ((centres >= band[0]) & (centres <= band[1])).float()
+
+
+class PitchClassProfile(nn.Module):
+    """Key-invariant harmony features for mode: the clip's pitch-class profile c = P relu(x) averaged over time
+    and unit-normalised (P = :func:`pitch_class_map`, x the normalized log-mel), then for each of `templates`
+    learned 12-vectors t_j the best match over the 12 keys, max_r <t_j, roll(c, r)>."""
+
+    def __init__(self, n_mels: int, f_min: float, f_max: float, templates: int = 8):
         super().__init__()
+        self.register_buffer("pitch_classes", pitch_class_map(n_mels, f_min, f_max), persistent=False)
+        self.templates = nn.Parameter(torch.randn(templates, 12) / 12 ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        profile = torch.nn.functional.normalize(torch.einsum("pm,bmt->bp", self.pitch_classes, x.relu()), dim=-1)
+        keys = torch.stack([profile.roll(r, dims=-1) for r in range(12)], dim=1)  # (B, 12 keys, 12)
+        return torch.einsum("bkp,jp->bkj", keys, self.templates).amax(1)
+
+
+class AttributeNet(nn.Module):
+    """Normalized log-mel (B, n_mels, T) -> (B, len(ATOMS)) logits. With `mel_range` (the mel's f_min, f_max), a
+    :class:`PitchClassProfile` of the log-mel joins the pooled features (world v2, whose mood is mode alone)."""
+
+    def __init__(self, n_mels: int = 64, width: int = 64, mel_range: tuple[float, float] | None = None):
+        super().__init__()
+        self.config = {"n_mels": n_mels, "width": width, **({"mel_range": list(mel_range)} if mel_range else {})}
         layers, channels = [], n_mels
         for dilation in (1, 2, 4, 8, 1):
             layers += [nn.Conv1d(channels, width, 3, padding=dilation, dilation=dilation), nn.GroupNorm(8, width), nn.GELU()]
             channels = width
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(2 * width, len(ATOMS))
+        self.mode = PitchClassProfile(n_mels, *mel_range) if mel_range else None
+        self.head = nn.Linear(2 * width + (self.mode.templates.shape[0] if self.mode else 0), len(ATOMS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
-        return self.head(torch.cat([h.mean(-1), h.amax(-1)], dim=-1))
+        pooled = [h.mean(-1), h.amax(-1)] + ([self.mode(x)] if self.mode is not None else [])
+        return self.head(torch.cat(pooled, dim=-1))
 
 
 def atom_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -114,8 +151,7 @@ class ToyScorer:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous() for k, v in self.net.state_dict().items()}, str(folder / SCORER_WEIGHTS))
-        config = {"net": {"n_mels": self.net.body[0].in_channels, "width": self.net.head.in_features // 2},
-                  "mel": self.mel.to_config()}
+        config = {"net": self.net.config, "mel": self.mel.to_config()}
         (folder / SCORER_CONFIG).write_text(json.dumps(config, indent=1))
 
     def features(self, audio: Audio) -> torch.Tensor:

@@ -159,11 +159,15 @@ def train_scorer(out: Path, steps: int, seed: int, batch: int = 64) -> ToyScorer
     x_all = mel.normalize(views)
     y_all = torch.cat([data["targets"], data["targets_gl"]])
     torch.manual_seed(seed)
-    net = AttributeNet(n_mels=mel.n_mels)
+    pitch = get_world(world_of(out)).pitch_classes
+    net = AttributeNet(n_mels=mel.n_mels, mel_range=(mel.f_min, mel.f_max) if pitch else None)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-2)
     ckpt, start = folder / "checkpoint.pt", 0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
+        if state.get("config") != net.config:
+            raise TadaError(f"{ckpt} is a scorer of another architecture ({state.get('config')}; this run builds "
+                            f"{net.config}): move it away or use another --out")
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
         start = state["step"]
     net.train()
@@ -183,7 +187,8 @@ def train_scorer(out: Path, steps: int, seed: int, batch: int = 64) -> ToyScorer
             opt.step()
             progress.update(task, advance=1, info=f"loss {loss.item():.3f}")
             if (step + 1) % 200 == 0 or step + 1 == steps:
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step + 1}, ckpt)
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step + 1, "config": net.config},
+                           ckpt)
     scorer = ToyScorer(net.eval(), mel)
     scorer.save_pretrained(folder)
     test = load_split(out, "test")

@@ -24,6 +24,8 @@ class WorldSpec:
     num_samples: int
     mel: dict = field(default_factory=dict)  # MelSpec keyword arguments (besides num_samples, mean, std)
     transformer: dict = field(default_factory=dict)  # overrides of tada.toy.model.DEFAULT_TRANSFORMER
+    #: the scorer reads a key-invariant pitch-class profile (tada.toy.scorer.PitchClassProfile) besides its convolutions
+    pitch_classes: bool = False
 
     def mel_spec(self, mean: list[float] | None = None, std: list[float] | None = None) -> MelSpec:
         n = self.mel.get("n_mels", 64)
@@ -37,7 +39,7 @@ WORLDS: dict[str, WorldSpec] = {
     "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
     "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
                     transformer=dict(num_layers=12, in_channels=V2_MEL["n_mels"], out_channels=V2_MEL["n_mels"],
-                                     sample_size=world.NUM_SAMPLES // 640 + 1)),
+                                     sample_size=world.NUM_SAMPLES // 640 + 1), pitch_classes=True),
 }
 
 
