@@ -1,8 +1,8 @@
 """Localization at a fraction of the cost, measured side by side on one model:
 
 * full: the full sweep (every pair, seed and layer) per concept, the reference top 2;
-* adaptive: the adaptive sweep (rounds of --round-pairs pairs, layers dropped by their bootstrap bounds) on
-  the same units; it reads the full sweep's units from the same run folder (same keys), so it costs nothing
+* adaptive: the adaptive sweep (rounds of --round-pairs pairs, layers dropped by their bootstrap bounds once
+  --min-units units have patched them, pairs shuffled with --order-seed) on the same units; it reads the full sweep's units from the same run folder (same keys), so it costs nothing
   here, and the generations it *would* have run are counted;
 * fewer steps: the full sweep at a quarter of the denoising steps.
 
@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (the model's default if omitted)")
     parser.add_argument("--round-pairs", type=int, default=2)
+    parser.add_argument("--min-units", type=int, nargs="+", default=[0],
+                        help="adaptive: units before a layer may be dropped (several: one adaptive run each)")
+    parser.add_argument("--order-seed", type=int, default=None, help="adaptive: shuffle the pairs with this seed")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-localize-adaptive"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -59,12 +62,14 @@ def main() -> None:
                 if quarter:
                     rows.append({"concept": name, "quarter_steps_top2": full.top(2)})
                     continue
-                ad = adaptive_sweep(model, scorer, name, pairs, c.queries.positive, seeds, s, run=run, top_k=2,
-                                    round_pairs=args.round_pairs)
-                ad_top = impact_table(ad.scores).top(2)
-            rows.append({"concept": name, "full_top2": full.top(2), "adaptive_top2": ad_top,
-                         "same_top2": sorted(full.top(2)) == sorted(ad_top),
-                         "share_of_generations": ad.generations / ad.full_generations, "stopped": ad.stopped})
+                row = {"concept": name, "full_top2": full.top(2)}
+                for m in args.min_units:
+                    ad = adaptive_sweep(model, scorer, name, pairs, c.queries.positive, seeds, s, run=run, top_k=2,
+                                        round_pairs=args.round_pairs, min_units=m, order_seed=args.order_seed)
+                    ad_top = impact_table(ad.scores).top(2)
+                    row.update({f"adaptive_top2@{m}": ad_top, f"same@{m}": sorted(full.top(2)) == sorted(ad_top),
+                                f"share@{m}": round(ad.generations / ad.full_generations, 3), f"stopped@{m}": ad.stopped})
+            rows.append(row)
     table = pd.DataFrame(rows).groupby("concept", sort=False).first().reset_index()
     table["quarter_steps_same_top2"] = [sorted(a) == sorted(b) for a, b in zip(table.full_top2,
                                                                                 table.quarter_steps_top2)]

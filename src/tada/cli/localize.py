@@ -27,6 +27,7 @@ def localize(
                                                             "top k, until the top k is separated or --budget is spent"),
     budget: Optional[int] = typer.Option(None, min=1, help="--adaptive: at most this many generations per concept"),
     top_k: int = typer.Option(2, min=1, help="--adaptive: how many top layers to separate"),
+    min_units: int = typer.Option(8, min=1, help="--adaptive: (pair, seed) units before a layer may be dropped"),
     out: Path = typer.Option(Path("runs/localize"), help="run folder (resumes if it exists)"),
     overwrite: bool = OVERWRITE,
 ):
@@ -49,7 +50,7 @@ def localize(
     result = tada.localize(m, concept, n_pairs=pairs, seeds=seeds, steps=steps, captions=captions,
                            scorer=load_scorer(scorer) if scorer else None, out=out, max_batch=max_batch,
                            catalogue=cat, overwrite=overwrite, window=window,
-                           adaptive={"top_k": top_k, "budget": budget} if adaptive else None)
+                           adaptive={"top_k": top_k, "budget": budget, "min_units": min_units} if adaptive else None)
     for c in concept:
         rows = result.table[result.table.concept == c]
         flags = sorted({f for fl in rows["flags"] for f in str(fl).split(";") if f})

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from tada.engine import PatchContext, resolve_sites
@@ -127,32 +128,38 @@ def adaptive_sweep(model: AudioModel, scorer, concept: str, pairs: Sequence[tupl
                    seeds: Sequence[int] = (0,), steps: int | None = None, guidance: float | None = None,
                    layers: Sequence[int] | None = None, max_batch: int = 16, run: RunFolder | None = None,
                    top_k: int = 2, budget: int | None = None, round_pairs: int = 2, n_boot: int = 1000,
-                   window: int = 1) -> AdaptiveResult:
+                   window: int = 1, min_units: int = 8, order_seed: int | None = 0) -> AdaptiveResult:
     """Localization in rounds of `round_pairs` pairs (all their seeds). After each round, Impact and its
     bootstrap interval (:func:`~tada.localization.impact.impact_table`, each layer over the units that patched
     it) decide which layers are still contenders for the top `top_k`: a layer whose upper bound falls below the
     k-th best lower bound is no longer patched. It stops when only the top k are left ("separated"), when the
     next round would pass `budget` generations ("budget"), or when the pairs run out ("all pairs"). The rows of
-    the units it ran are those of the full sweep (same keys, so either resumes the other's units)."""
+    the units it ran are those of the full sweep (same keys, so either resumes the other's units).
+
+    min_units: no layer is dropped before this many (pair, seed) units have patched it (a bootstrap interval of
+    a few units is too narrow to trust). order_seed: take the pairs in an order shuffled by this seed (pair lists
+    are often grouped by style, so their first rounds are not a sample of the rest); None keeps their order."""
     layers = resolve_sites(model.sites, layers, model.name)
     contenders, frames, used = list(layers), [], 0
     full = len(pairs) * len(seeds) * len(sweep_rows(len(model.sites), layers, window))
     stopped = "all pairs"
+    order = list(range(len(pairs))) if order_seed is None else \
+        np.random.default_rng(order_seed).permutation(len(pairs)).tolist()
     for start in range(0, len(pairs), round_pairs):
-        ids = list(range(start, min(start + round_pairs, len(pairs))))
+        ids = sorted(order[start:start + round_pairs])
         cost = len(ids) * len(seeds) * len(sweep_rows(len(model.sites), contenders, window))
         if budget is not None and used + cost > budget:
             stopped = "budget"
             break
         frames.append(run_sweep(model, scorer, concept, pairs, queries, seeds, steps, guidance, contenders, max_batch,
-                                run, desc=f"localize {concept} (adaptive, pairs {ids[0]}-{ids[-1]})", window=window,
+                                run, desc=f"localize {concept} (adaptive, round {start // round_pairs + 1})", window=window,
                                 pair_ids=ids))
         used += cost
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # flags of a partial table; the final table warns
             table = impact_table(pd.concat(frames, ignore_index=True), n_boot=n_boot).table
         table = table[table.layer.isin(contenders)].sort_values("impact", ascending=False, kind="stable")
-        if len(table) <= top_k or table.impact.isna().all():
+        if len(table) <= top_k or table.impact.isna().all() or (start + len(ids)) * len(seeds) < min_units:
             continue
         kth_low = table.ci_low.iloc[top_k - 1]
         contenders = sorted(int(l) for l, hi, rank in zip(table.layer, table.ci_high, range(len(table)))
