@@ -38,3 +38,32 @@ def test_a_folder_without_a_world_marker_is_v1(tmp_path):
     assert train.world_of(tmp_path) == "v1"
     with pytest.raises(ValueError, match="accepted"):
         get_world("v3")
+
+
+def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, monkeypatch):
+    """Stopping at step N and resuming == one run: the batches come from the step's own seed, and the
+    checkpoint holds the weights, the optimizer state and the EMA."""
+    import shutil
+
+    monkeypatch.setattr(train, "CHUNK", 3)
+    one, two = tmp_path / "one", tmp_path / "two"
+    train.build_data(one, n_train=3, n_test=2, world="v2")
+    train.train_scorer(one, steps=1, seed=0, batch=4)
+    shutil.copytree(one, two)
+    kw = dict(seed=0, batch=2, eval_every=100, n_eval=2, device=train.training_device("cpu"))
+    straight = train.train_model(one, steps=3, **kw)
+    train.train_model(two, steps=2, **kw)
+    resumed = train.train_model(two, steps=3, **kw)
+    a, b = straight.transformer.state_dict(), resumed.transformer.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(v.device.type == "cpu" for v in b.values())
+    assert [json.loads(line)["step"] for line in (two / "model" / "log.jsonl").read_text().splitlines()] == [2, 3]
+    assert any(not torch.equal(v, w) for v, w in zip(a.values(), train.ToyPipeline.random(
+        0, **get_world("v2").transformer).transformer.state_dict().values()))
+
+
+@pytest.mark.parametrize("name, message", [("gpu", "not a device torch knows"), ("cuda:0", "no CUDA GPU")])
+def test_a_training_device_this_machine_lacks_is_refused(name, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=message):
+        train.training_device(name)

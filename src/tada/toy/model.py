@@ -223,15 +223,19 @@ class ToyPipeline:
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
                  rotary=None) -> torch.Tensor:
-        """One DiT call: predicted v = eps - x_0 for frames x (N, n_mels, frames) at flow times t (N,)."""
-        glob = torch.zeros(x.shape[0], 1, self.transformer.config.global_states_input_dim)
+        """One DiT call: predicted v = eps - x_0 for frames x (N, n_mels, frames) at flow times t (N,).
+
+        Runs where x is (the DiT's device); the training CLI's ``--device`` puts both on a GPU.
+        """
+        glob = torch.zeros(x.shape[0], 1, self.transformer.config.global_states_input_dim, device=x.device)
+        rotary = rotary if rotary is not None else self.rotary_embedding()
         return self.transformer(
             hidden_states=x,
-            timestep=t,
-            encoder_hidden_states=states,
-            encoder_attention_mask=mask,
+            timestep=t.to(x.device),
+            encoder_hidden_states=states.to(x.device),
+            encoder_attention_mask=mask.to(x.device),
             global_hidden_states=glob,
-            rotary_embedding=rotary if rotary is not None else self.rotary_embedding(),
+            rotary_embedding=tuple(r.to(x.device) for r in rotary),
         ).sample
 
     # ------------------------------------------------------------------ sampling
@@ -255,6 +259,7 @@ class ToyPipeline:
             if tuple(latents.shape) != (b, *shape):
                 raise TadaError(f"latents must have shape {(b, *shape)}; got {tuple(latents.shape)}")
             x = latents.float().clone()
+        x = x.to(next(self.transformer.parameters()).device)  # noise drawn on the CPU: the same on every device
         states, mask = self.encode_prompt(list(prompt))
         guided = scale > 1.0
         if guided:
@@ -270,7 +275,7 @@ class ToyPipeline:
                 v_uncond, v_cond = v.chunk(2)
                 v = v_uncond + scale * (v_cond - v_uncond)
             x = x - dt * v
-        return x
+        return x.cpu()
 
     def frames_to_audio(self, frames: torch.Tensor) -> torch.Tensor:
         """Normalized frames (B, n_mels, frames) -> (B, 1, N) waveform peak-normalized to 0.9."""

@@ -269,7 +269,11 @@ def _text_states(out: Path, pipe: ToyPipeline, captions: list[list[str]]) -> tup
 
 
 def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5e-4, eval_every: int = 500,
-                ship: Path | None = None, n_eval: int = 32) -> ToyPipeline:
+                ship: Path | None = None, n_eval: int = 32, device: str = "cpu") -> ToyPipeline:
+    """Rectified-flow training of the DiT; batches are drawn on the CPU (the same on every device) and moved to `device`.
+
+    Returns the pipeline with the EMA weights, on the CPU.
+    """
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
     mel = data_mel(out)
@@ -279,12 +283,12 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     pipe.mel = mel
     states_all, mask_all = _text_states(out, pipe, data["captions"])
     scorer = ToyScorer.from_pretrained(out / "scorer")
-    net = pipe.transformer
+    net = pipe.transformer.to(device)
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
     ckpt, start = folder / "checkpoint.pt", 0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
         ema, start = state["ema"], state["step"]
     uncond_states, uncond_mask = pipe.unconditional_context(batch)
@@ -324,7 +328,8 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
             xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
             for group in opt.param_groups:  # constant after warm-up: stopping at N == training with --steps N
                 group["lr"] = lr * min(1.0, (step + 1) / 300)
-            loss = torch.nn.functional.mse_loss(pipe.velocity(xt, t, states, mask, rotary), eps - x0)
+            xt, t, states, mask, target = (v.to(device) for v in (xt, t, states, mask, eps - x0))
+            loss = torch.nn.functional.mse_loss(pipe.velocity(xt, t, states, mask, rotary), target)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -342,7 +347,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
             if (step + 1) % eval_every == 0 or step + 1 == steps:
                 evaluate(step + 1)
     net.load_state_dict(ema)
-    net.eval()
+    pipe.transformer = net.cpu().eval()
     return pipe
 
 
@@ -379,12 +384,29 @@ def scorer(out: Path = OutOpt, steps: int = 8000, seed: int = SeedOpt, threads: 
         trained.save_pretrained(ship)
 
 
+def training_device(name: str) -> str:
+    """`name` as torch spells it, refused in one line when torch does not know it or this machine lacks it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise TadaError(f"--device {name!r} is not a device torch knows (cpu, cuda, cuda:1, ...): {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TadaError(f"--device {name!r}: this machine has no CUDA GPU; use --device cpu")
+    return str(device)
+
+
+DeviceOpt = typer.Option("cpu", "--device", help="where the DiT trains: cpu, cuda, cuda:1, ... (batches and "
+                                                 "checkpoints are the same on every device)")
+
+
 @app.command()
 def model(out: Path = OutOpt, steps: int = 5500, seed: int = SeedOpt, batch: int = 32, eval_every: int = 500,
-          threads: int = 1, ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation")):
+          threads: int = 1, ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation"),
+          device: str = DeviceOpt):
     """Train the DiT (rectified flow, 10% caption dropout), printing loss and prompt adherence."""
+    device = training_device(device)
     _setup(threads)
-    train_model(out, steps, seed, batch=batch, eval_every=eval_every, ship=ship)
+    train_model(out, steps, seed, batch=batch, eval_every=eval_every, ship=ship, device=device)
 
 
 @app.command()
@@ -408,14 +430,15 @@ def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer f
 @app.command(name="all")
 def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 5500, scorer_steps: int = 8000,
                threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into"),
-               world: str = WorldOpt):
+               world: str = WorldOpt, device: str = DeviceOpt):
     """data, then scorer, then model."""
+    device = training_device(device)
     _setup(threads)
     build_data(out, 3500, 500, 2000, world)
     trained = train_scorer(out, scorer_steps, seed)
     if ship is not None:
         trained.save_pretrained(ship)
-    train_model(out, model_steps, seed, ship=ship)
+    train_model(out, model_steps, seed, ship=ship, device=device)
 
 
 if __name__ == "__main__":
