@@ -62,52 +62,82 @@ def attribute_targets(attrs) -> torch.Tensor:
     ])
 
 
-#: the mel bins a pitch-class profile reads: above them a bin spans several semitones' FFT bins, below them
-#: a 1024-point FFT at 16 kHz (15.6 Hz a bin) cannot tell neighbouring semitones apart
-PITCH_BAND = (260.0, 2100.0)
+#: the frequencies a pitch-class profile reads (Hz): the sung, lead and chord registers of world v2, above the bass
+PITCH_BAND = (130.0, 2100.0)
 
 
-def pitch_class_map(n_mels: int, f_min: float, f_max: float, band: tuple[float, float] = PITCH_BAND) -> torch.Tensor:
-    """(12, n_mels) weights from mel bins to pitch classes (C = 0): a bin centred at f within `band` gives
-    max(0, 1 - d) to pitch class k, d the circular distance in semitones between 12 log2(f / 440) + 9 and k."""
-    from tada.audio import htk_mel_edges
+def pitch_class_profile(log_mel: torch.Tensor, centres: torch.Tensor, band: tuple[float, float] = PITCH_BAND,
+                        sigma: float = 0.4, depth: float = 8.0) -> torch.Tensor:
+    """(B, 12) pitch-class energy (C = 0) of a (B, n_mels, T) log-mel whose bins are centred at `centres` Hz.
 
-    centres = torch.from_numpy(htk_mel_edges(n_mels, f_min, f_max)[1:-1]).float()
-    pc = (12 * torch.log2(centres / 440.0) + 9) % 12
-    d = (pc[None, :] - torch.arange(12.0)[:, None]).abs()
-    weights = (1 - torch.minimum(d, 12 - d)).clamp_min(0)
-    return weights * ((centres >= band[0]) & (centres <= band[1])).float()
+    The log-mel is first raised to a floor `depth` (natural-log units, 69 dB for 8) below the clip's loudest
+    value, so that window leakage and silence make no peaks. Then each local maximum b of a frame over the mel
+    axis, b_m > b_{m-1} and b_m >= b_{m+1}, is a partial whose
+    fractional bin m + d, d = (b_{m-1} - b_{m+1}) / (2 (b_{m-1} - 2 b_m + b_{m+1})) clipped to +-1/2 (the vertex
+    of the parabola through the three values), gives its frequency f by interpolating `centres`. A partial in
+    `band` adds w = b_m - floor (its height above the floor) to pitch class k with weight
+    exp(-d_k^2 / (2 sigma^2)), d_k the circular distance in semitones from 12 log2(f / 440) + 9 to k.
+    Folding bins by their centres instead blurs neighbouring semitones where the mel bins are wide. Below
+    about 300 Hz the mel bins are narrower than the FFT's (15.6 Hz at 16 kHz, 1024 points) and a partial is
+    found at its FFT bin.
+    """
+    floor = log_mel.amax(dim=(1, 2), keepdim=True) - depth
+    log_mel = torch.maximum(log_mel, floor)
+    a, b, c = log_mel[:, :-2], log_mel[:, 1:-1], log_mel[:, 2:]
+    curvature = a - 2 * b + c
+    offset = torch.where(curvature < 0, 0.5 * (a - c) / curvature.clamp_max(-1e-6), torch.zeros_like(b))
+    position = (torch.arange(1, log_mel.shape[1] - 1, dtype=b.dtype)[:, None] + offset.clamp(-0.5, 0.5))
+    low = position.floor().long().clamp(0, len(centres) - 2)
+    freq = torch.lerp(centres[low], centres[low + 1], position - low)
+    peak = (b > a) & (b >= c) & (freq >= band[0]) & (freq <= band[1])
+    clip = torch.arange(len(log_mel))[:, None, None].expand_as(peak)[peak]
+    semitones = (12 * torch.log2(freq[peak] / 440.0) + 9)[:, None] - torch.arange(12.0)
+    distance = torch.remainder(semitones + 6, 12) - 6
+    kernel = torch.exp(-0.5 * (distance / sigma) ** 2) * (b - floor)[peak][:, None]
+    return torch.zeros(len(log_mel), 12, dtype=kernel.dtype).index_add_(0, clip, kernel)
 
 
 class PitchClassProfile(nn.Module):
-    """Key-invariant harmony features for mode: the clip's pitch-class profile c = P relu(x) averaged over time
-    and unit-normalised (P = :func:`pitch_class_map`, x the normalized log-mel), then for each of `templates`
+    """Key-invariant harmony features for mode: c = :func:`pitch_class_profile` of the log-mel (the input
+    x de-normalized with the stored per-bin `mean` and `std`), unit-normalised; then for each of `templates`
     learned 12-vectors t_j the best match over the 12 keys, max_r <t_j, roll(c, r)>."""
 
-    def __init__(self, n_mels: int, f_min: float, f_max: float, templates: int = 8):
+    def __init__(self, n_mels: int, f_min: float, f_max: float, templates: int = 8,
+                 band: tuple[float, float] = PITCH_BAND):
         super().__init__()
-        self.register_buffer("pitch_classes", pitch_class_map(n_mels, f_min, f_max), persistent=False)
+        from tada.audio import htk_mel_edges
+
+        centres = torch.from_numpy(htk_mel_edges(n_mels, f_min, f_max)[1:-1]).float()
+        self.register_buffer("centres", centres, persistent=False)
+        self.register_buffer("mean", torch.zeros(n_mels, 1))  # the scorer's mel statistics, saved with it
+        self.register_buffer("std", torch.ones(n_mels, 1))
         self.templates = nn.Parameter(torch.randn(templates, 12) / 12 ** 0.5)
+        self.band = tuple(band)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        profile = torch.nn.functional.normalize(torch.einsum("pm,bmt->bp", self.pitch_classes, x.relu()), dim=-1)
+        profile = pitch_class_profile(x * self.std + self.mean, self.centres, self.band)
+        profile = torch.nn.functional.normalize(profile, dim=-1)
         keys = torch.stack([profile.roll(r, dims=-1) for r in range(12)], dim=1)  # (B, 12 keys, 12)
         return torch.einsum("bkp,jp->bkj", keys, self.templates).amax(1)
 
 
 class AttributeNet(nn.Module):
     """Normalized log-mel (B, n_mels, T) -> (B, len(ATOMS)) logits. With `mel_range` (the mel's f_min, f_max), a
-    :class:`PitchClassProfile` of the log-mel joins the pooled features (world v2, whose mood is mode alone)."""
+    :class:`PitchClassProfile` of the log-mel over `pitch_band` Hz joins the pooled features (world v2, whose mood is
+    mode alone); its `mean` and `std` buffers must then hold the mel's statistics (training sets them; they are saved with the weights)."""
 
-    def __init__(self, n_mels: int = 64, width: int = 64, mel_range: tuple[float, float] | None = None):
+    def __init__(self, n_mels: int = 64, width: int = 64, mel_range: tuple[float, float] | None = None,
+                 pitch_band: tuple[float, float] | None = None):
         super().__init__()
-        self.config = {"n_mels": n_mels, "width": width, **({"mel_range": list(mel_range)} if mel_range else {})}
+        band = tuple(pitch_band) if pitch_band is not None else PITCH_BAND
+        pitch = {"mel_range": list(mel_range), "pitch_band": list(band)} if mel_range else {}
+        self.config = {"n_mels": n_mels, "width": width, **pitch}
         layers, channels = [], n_mels
         for dilation in (1, 2, 4, 8, 1):
             layers += [nn.Conv1d(channels, width, 3, padding=dilation, dilation=dilation), nn.GroupNorm(8, width), nn.GELU()]
             channels = width
         self.body = nn.Sequential(*layers)
-        self.mode = PitchClassProfile(n_mels, *mel_range) if mel_range else None
+        self.mode = PitchClassProfile(n_mels, *mel_range, band=band) if mel_range else None
         self.head = nn.Linear(2 * width + (self.mode.templates.shape[0] if self.mode else 0), len(ATOMS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -161,6 +161,8 @@ def train_scorer(out: Path, steps: int, seed: int, batch: int = 64) -> ToyScorer
     torch.manual_seed(seed)
     pitch = get_world(world_of(out)).pitch_classes
     net = AttributeNet(n_mels=mel.n_mels, mel_range=(mel.f_min, mel.f_max) if pitch else None)
+    if net.mode is not None:
+        net.mode.mean.copy_(torch.tensor(mel.mean)[:, None]), net.mode.std.copy_(torch.tensor(mel.std)[:, None])
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-2)
     ckpt, start = folder / "checkpoint.pt", 0
     if ckpt.exists():
