@@ -67,3 +67,21 @@ def test_a_training_device_this_machine_lacks_is_refused(name, message, monkeypa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match=message):
         train.training_device(name)
+
+
+def test_worker_processes_render_the_same_chunks_as_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "CHUNK", 2)
+    train.build_data(tmp_path / "one", n_train=4, n_test=2, world="v2")
+    train.build_data(tmp_path / "two", n_train=4, n_test=2, world="v2", workers=2)
+    names = sorted(p.name for p in (tmp_path / "one" / "data").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two" / "data").iterdir()) and len(names) == 5
+    for name in names:
+        if name.endswith(".pt"):
+            a = torch.load(tmp_path / "one" / "data" / name, weights_only=False)
+            b = torch.load(tmp_path / "two" / "data" / name, weights_only=False)
+            assert a.keys() == b.keys() and ("log_mel_gl" in a) == (name != "train_0000002.pt")  # GL_EVERY
+            assert all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
+        else:
+            assert (tmp_path / "one" / "data" / name).read_text() == (tmp_path / "two" / "data" / name).read_text()
+    with pytest.raises(ValueError, match="workers must be >= 1; got 0"):
+        train.build_data(tmp_path / "three", n_train=4, n_test=2, world="v2", workers=0)

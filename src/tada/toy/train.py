@@ -78,29 +78,46 @@ def world_of(out: Path) -> str:
     return json.loads(marker.read_text())["world"] if marker.exists() else "v1"
 
 
-def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: str = "v1") -> None:
-    """Render clips into out/data/{train,extra,test}_NNNNNNN.pt chunks (skipping chunks already there)."""
+def _write_chunk(path: Path, seeds: list[int], mel: MelSpec, with_gl: bool, world: str) -> int:
+    torch.save(_render_chunk(seeds, mel, with_gl, get_world(world).make_example), str(path) + ".tmp")
+    os.replace(str(path) + ".tmp", path)
+    return len(seeds)
+
+
+def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: str = "v1", workers: int = 1) -> None:
+    """Render clips into out/data/{train,extra,test}_NNNNNNN.pt chunks (skipping chunks already there).
+
+    A chunk's clips come from its seeds alone, so `workers` processes rendering chunks side by side write the
+    same files as one."""
+    if workers < 1:
+        raise TadaError(f"workers must be >= 1; got {workers}")
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / "world.json"
     if any(folder.glob("*.pt")) and world_of(out) != world:
         raise TadaError(f"{folder} holds clips of world {world_of(out)!r}, not {world!r}; use another --out")
     marker.write_text(json.dumps({"world": world}))
-    spec = get_world(world)
-    mel = spec.mel_spec()
+    mel = get_world(world).mel_spec()
     jobs = [("train", s, min(s + CHUNK, n_train), (s // CHUNK) % GL_EVERY == 0) for s in range(0, n_train, CHUNK)]
     jobs += [("test", TEST_SEED_OFFSET + s, TEST_SEED_OFFSET + min(s + CHUNK, n_test), True)
              for s in range(0, n_test, CHUNK)]
     jobs += [("extra", EXTRA_SEED_OFFSET + s, EXTRA_SEED_OFFSET + min(s + CHUNK, n_extra), (s // CHUNK) % GL_EVERY == 0)
              for s in range(0, n_extra, CHUNK)]
+    todo = [(folder / f"{split}_{start:07d}.pt", list(range(start, stop)), with_gl) for split, start, stop, with_gl in jobs]
+    todo = [job for job in todo if not job[0].exists()]
     with _progress() as progress:
         task = progress.add_task("rendering clips", total=n_train + n_test + n_extra, info="")
-        for split, start, stop, with_gl in jobs:
-            path = folder / f"{split}_{start:07d}.pt"
-            if not path.exists():
-                torch.save(_render_chunk(list(range(start, stop)), mel, with_gl, spec.make_example), str(path) + ".tmp")
-                os.replace(str(path) + ".tmp", path)
-            progress.advance(task, stop - start)
+        progress.advance(task, n_train + n_test + n_extra - sum(len(seeds) for _, seeds, _ in todo))
+        if workers == 1:
+            for path, seeds, with_gl in todo:
+                progress.advance(task, _write_chunk(path, seeds, mel, with_gl, world))
+        else:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for done in as_completed([pool.submit(_write_chunk, path, seeds, mel, with_gl, world)
+                                          for path, seeds, with_gl in todo]):
+                    progress.advance(task, done.result())
     stats = folder / "stats.json"
     if not stats.exists():
         log_mel = load_split(out, "train")["log_mel"].float()
@@ -368,12 +385,15 @@ def _setup(threads: int) -> None:
 WorldOpt = typer.Option("v1", "--world", help="toy world: v1 (tada.toy.synth) or v2 (tada.toy.world)")
 
 
+WorkersOpt = typer.Option(1, "--workers", min=1, help="processes rendering chunks of clips side by side (one core each)")
+
+
 @app.command()
 def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, n_extra: int = 2000, threads: int = 1,
-         world: str = WorldOpt):
+         world: str = WorldOpt, workers: int = WorkersOpt):
     """Render the synthetic training, held-out and scorer-only clips (later stages read the world from --out)."""
     _setup(threads)
-    build_data(out, n_train, n_test, n_extra, world)
+    build_data(out, n_train, n_test, n_extra, world, workers)
 
 
 @app.command()
@@ -432,11 +452,11 @@ def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer f
 @app.command(name="all")
 def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 5500, scorer_steps: int = 8000,
                threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into"),
-               world: str = WorldOpt, device: str = DeviceOpt):
+               world: str = WorldOpt, device: str = DeviceOpt, workers: int = WorkersOpt):
     """data, then scorer, then model."""
     device = training_device(device)
     _setup(threads)
-    build_data(out, 3500, 500, 2000, world)
+    build_data(out, 3500, 500, 2000, world, workers)
     trained = train_scorer(out, scorer_steps, seed)
     if ship is not None:
         trained.save_pretrained(ship)
