@@ -121,10 +121,17 @@ def key_correlations(wave, sample_rate: int, profiles: str = "kk") -> tuple[np.n
     `profiles`: "kk" (Krumhansl-Kessler) or "temperley". Index k of each array is the tonic k
     semitones above C.
     """
+    return profile_key_correlations(chroma(wave, sample_rate).mean(axis=1), profiles)
+
+
+def profile_key_correlations(profile, profiles: str = "kk") -> tuple[np.ndarray, np.ndarray]:
+    """`key_correlations` of a pitch-class profile (12 values, C..B) measured some other way."""
     if profiles not in KEY_PROFILES:
         raise TadaError(f"unknown key profiles {profiles!r}; accepted: {sorted(KEY_PROFILES)}")
     major_profile, minor_profile = KEY_PROFILES[profiles]
-    profile = chroma(wave, sample_rate).mean(axis=1)
+    profile = np.asarray(profile, dtype=np.float64)
+    if profile.shape != (12,):
+        raise TadaError(f"a pitch-class profile has 12 values; got shape {profile.shape}")
     if profile.std() == 0:
         return np.zeros(12), np.zeros(12)
     major = np.array([np.corrcoef(profile, np.roll(major_profile, k))[0, 1] for k in range(12)])
