@@ -84,6 +84,14 @@ def test_unknown_key_profiles_are_refused():
         mir.major_minor_score(chord(60, "major"), SR, profiles="bach")
 
 
+def test_a_given_profile_is_correlated_with_the_rotated_key_profiles():
+    # Temperley's own E major profile (tonic 4) is found as E major, with correlation 1
+    major, minor = mir.profile_key_correlations(np.roll(mir.TEMPERLEY_MAJOR, 4), "temperley")
+    assert int(np.argmax(major)) == 4 and major[4] == pytest.approx(1.0) and minor.max() < 1.0
+    with pytest.raises(ValueError, match="12 values; got shape \\(11,\\)"):
+        mir.profile_key_correlations(np.ones(11))
+
+
 def test_key_correlations_find_the_tonic():
     major, minor = mir.key_correlations(chord(62, "major"), SR)  # D major
     assert int(np.argmax(major)) == 2
