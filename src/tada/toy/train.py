@@ -306,8 +306,12 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
     ckpt, start = folder / "checkpoint.pt", 0
+    settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config)}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False, map_location=device)
+        if state.get("settings", settings) != settings:
+            raise TadaError(f"{ckpt} was trained with other settings ({state['settings']}; this run: {settings}): "
+                            "move it away or use another --out")
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
         ema, start = state["ema"], state["step"]
     uncond_states, uncond_mask = pipe.unconditional_context(batch)
@@ -362,7 +366,8 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
             if (step + 1) % 100 == 0:
                 progress.console.print(f"step {step + 1} loss {running:.4f}")
             if (step + 1) % 250 == 0 or step + 1 == steps:
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": step + 1}, ckpt)
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": step + 1,
+                            "settings": settings}, ckpt)
             if (step + 1) % eval_every == 0 or step + 1 == steps:
                 evaluate(step + 1)
     net.load_state_dict(ema)
