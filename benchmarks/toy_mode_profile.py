@@ -25,15 +25,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from tada.audio import htk_mel_edges
     from tada.evaluation.mir import profile_key_correlations
     from tada.toy.judges import auc
-    from tada.toy.scorer import PITCH_BAND, pitch_class_profile
+    from tada.toy.scorer import PITCH_BAND, mel_centres, pitch_class_profile
     from tada.toy.train import data_mel, load_split
 
     mel = data_mel(args.out)
     test = load_split(args.out, "test")
-    centres = torch.from_numpy(htk_mel_edges(mel.n_mels, mel.f_min, mel.f_max)[1:-1]).float()
+    centres = mel_centres(mel.n_mels, mel.f_min, mel.f_max)
     happy = [a["mood"] == "happy" for a in test["attrs"]][:args.n]
     print(f"{len(happy)} held-out clips, band {PITCH_BAND[0]:g}-{PITCH_BAND[1]:g} Hz")
     for view in ("log_mel", "log_mel_gl"):

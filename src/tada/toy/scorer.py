@@ -66,6 +66,13 @@ def attribute_targets(attrs) -> torch.Tensor:
 PITCH_BAND = (130.0, 2100.0)
 
 
+def mel_centres(n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """(n_mels,) centre frequencies in Hz of the HTK mel bins (tada.audio.htk_mel_edges without its two edges)."""
+    from tada.audio import htk_mel_edges
+
+    return torch.from_numpy(htk_mel_edges(n_mels, f_min, f_max)[1:-1]).float()
+
+
 def pitch_class_profile(log_mel: torch.Tensor, centres: torch.Tensor, band: tuple[float, float] = PITCH_BAND,
                         sigma: float = 0.4, depth: float = 8.0) -> torch.Tensor:
     """(B, 12) pitch-class energy (C = 0) of a (B, n_mels, T) log-mel whose bins are centred at `centres` Hz.
@@ -105,10 +112,7 @@ class PitchClassProfile(nn.Module):
     def __init__(self, n_mels: int, f_min: float, f_max: float, templates: int = 8,
                  band: tuple[float, float] = PITCH_BAND):
         super().__init__()
-        from tada.audio import htk_mel_edges
-
-        centres = torch.from_numpy(htk_mel_edges(n_mels, f_min, f_max)[1:-1]).float()
-        self.register_buffer("centres", centres, persistent=False)
+        self.register_buffer("centres", mel_centres(n_mels, f_min, f_max), persistent=False)
         self.register_buffer("mean", torch.zeros(n_mels, 1))  # the scorer's mel statistics, saved with it
         self.register_buffer("std", torch.ones(n_mels, 1))
         self.templates = nn.Parameter(torch.randn(templates, 12) / 12 ** 0.5)
