@@ -8,7 +8,8 @@ import torch
 
 from tada.audio import htk_mel_filterbank
 from tada.errors import TadaError
-from tada.toy.model import DEFAULT_TRANSFORMER, WEIGHTS_DIR, MelSpec, ToyPipeline
+from tada.models.toy import ToyModel
+from tada.toy.model import DEFAULT_TRANSFORMER, WEIGHTS_DIR, MelSpec, ToyPipeline, shift_time
 from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE, make_example
 
 
@@ -157,6 +158,7 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "pipeline_config.json").read_text())
     assert config["transformer"]["num_layers"] == 2
+    assert config["sampling"]["time_shift"] == 1.0 and config["sampling"]["frames_per_token"] == 1
     loaded = ToyPipeline.from_pretrained(tmp_path)
     a = pipe.sample_frames(["jazz"], gens(0), 2)
     b = loaded.sample_frames(["jazz"], gens(0), 2)
@@ -194,3 +196,41 @@ def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
         MelSpec(mean=[0.0])
     with pytest.raises(ValueError, match="f_min"):
         htk_mel_filterbank(8, 256, 16000, 100.0, 9000.0)
+
+
+def test_shift_time_follows_its_equation_and_is_the_identity_at_one():
+    t = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    # s = 3: 3 t / (1 + 2 t) = 0, 0.75/1.5 = 0.5, 1.5/2 = 0.75, 3/3 = 1
+    torch.testing.assert_close(shift_time(t, 3.0), torch.tensor([0.0, 0.5, 0.75, 1.0]))
+    assert shift_time(t, 1.0) is t
+
+
+def test_tokens_of_several_frames_hold_consecutive_frames_and_unpack_exactly():
+    mel = MelSpec(n_mels=4, mean=[0.0] * 4, std=[1.0] * 4)
+    paired = ToyPipeline.random(0, mel=mel, frames_per_token=2, num_layers=1)
+    frames = torch.arange(2 * 4 * 100, dtype=torch.float32).reshape(2, 4, 100)
+    tokens = paired.to_tokens(frames)
+    assert tokens.shape == (2, 8, 50) and paired.transformer.config.in_channels == 8
+    # token j holds frame 2j's bins, then frame 2j+1's
+    assert torch.equal(tokens[1, :4, 7], frames[1, :, 14]) and torch.equal(tokens[1, 4:, 7], frames[1, :, 15])
+    assert torch.equal(paired.from_tokens(tokens), frames)
+    assert paired.rotary_embedding()[0].shape[0] == 51  # the global token + 50 frame tokens
+    with torch.no_grad():
+        v = paired.velocity(torch.randn(1, 4, 100), torch.ones(1), *paired.unconditional_context(1))
+    assert v.shape == (1, 4, 100)
+    toy = ToyModel(paired)
+    torch.testing.assert_close(toy.frame_seconds(toy.sites[0], 3), torch.tensor([0.0, 0.08, 0.16], dtype=torch.float64))
+
+
+def test_a_shifted_pipeline_samples_at_the_shifted_times(pipe):
+    shifted = ToyPipeline(pipe.transformer, pipe.mel, pipe.tokenizer, pipe.text_encoder, time_shift=3.0)
+    with CallRecorder(pipe.transformer) as rec:
+        shifted.sample_frames(["jazz"], gens(0), num_inference_steps=2, guidance_scale=1.0)
+    assert [float(c["timestep"][0]) for c in rec.calls] == pytest.approx([1.0, 0.75])
+
+
+def test_frames_per_token_and_time_shift_are_checked():
+    with pytest.raises(ValueError, match="divide the clip's 100 frames; got 3"):
+        ToyPipeline.random(0, frames_per_token=3, num_layers=1)
+    with pytest.raises(ValueError, match="time_shift must be > 0; got 0"):
+        ToyPipeline.random(0, time_shift=0.0, num_layers=1)

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from tada.errors import MissingFileError, TadaError
-from tada.toy.model import TEXT_DIM, MelSpec, ToyPipeline
+from tada.toy.model import TEXT_DIM, MelSpec, ToyPipeline, shift_time
 from tada.toy.scorer import (
     ATOMS,
     GROUPS,
@@ -298,15 +298,16 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     mel = data_mel(out)
     data = load_split(out, "train")
     x_all = mel.normalize(data["log_mel"].float())
-    pipe = ToyPipeline.random(seed, **get_world(world_of(out)).transformer)
-    pipe.mel = mel
+    spec = get_world(world_of(out))
+    pipe = spec.random_pipeline(seed, mel)
     states_all, mask_all = _text_states(out, pipe, data["captions"])
     scorer = ToyScorer.from_pretrained(out / "scorer")
     net = pipe.transformer.to(device)
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
     ckpt, start = folder / "checkpoint.pt", 0
-    settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config)}
+    settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config),
+                "frames_per_token": pipe.frames_per_token, "time_shift": pipe.time_shift}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False, map_location=device)
         if state.get("settings", settings) != settings:
@@ -322,7 +323,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
         live = {k: v.clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema)
         net.eval()
-        adherence = prompt_adherence(pipe, scorer, eval_prompts(n_eval, seed), seed=seed, judges=world_of(out) != "v1")
+        adherence = prompt_adherence(pipe, scorer, eval_prompts(n_eval, seed), seed=seed, judges=spec.name != "v1")
         pipe.save_pretrained(folder / "latest")
         if ship is not None:
             pipe.save_pretrained(ship)
@@ -346,7 +347,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
             drop = torch.rand(batch, generator=g) < 0.1
             states = torch.where(drop[:, None, None], uncond_states, states)
             mask = torch.where(drop[:, None], uncond_mask, mask)
-            t = torch.sigmoid(torch.randn(batch, generator=g))
+            t = shift_time(torch.sigmoid(torch.randn(batch, generator=g)), pipe.time_shift)
             eps = torch.randn(x0.shape, generator=g)
             xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * eps
             for group in opt.param_groups:  # constant after warm-up: stopping at N == training with --steps N

@@ -12,7 +12,7 @@ from typing import Callable
 
 from tada.errors import TadaError
 from tada.toy import synth, world
-from tada.toy.model import MelSpec
+from tada.toy.model import MelSpec, ToyPipeline
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class WorldSpec:
     num_samples: int
     mel: dict = field(default_factory=dict)  # MelSpec keyword arguments (besides num_samples, mean, std)
     transformer: dict = field(default_factory=dict)  # overrides of tada.toy.model.DEFAULT_TRANSFORMER
+    #: consecutive frames a DiT token holds, and the flow-time shift (tada.toy.model.shift_time)
+    frames_per_token: int = 1
+    time_shift: float = 1.0
     #: the scorer reads a key-invariant pitch-class profile (tada.toy.scorer.PitchClassProfile) besides its convolutions
     pitch_classes: bool = False
 
@@ -32,14 +35,18 @@ class WorldSpec:
         return MelSpec(num_samples=self.num_samples, mean=list(mean) if mean is not None else [0.0] * n,
                        std=list(std) if std is not None else [1.0] * n, **self.mel)
 
+    def random_pipeline(self, seed: int, mel: MelSpec | None = None) -> ToyPipeline:
+        """This world's untrained pipeline: the DiT (seeded) over `mel` (default: unit statistics)."""
+        return ToyPipeline.random(seed, mel=mel if mel is not None else self.mel_spec(), time_shift=self.time_shift,
+                                  frames_per_token=self.frames_per_token, **self.transformer)
+
 
 V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64)
 
 WORLDS: dict[str, WorldSpec] = {
     "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
     "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
-                    transformer=dict(num_layers=12, in_channels=V2_MEL["n_mels"], out_channels=V2_MEL["n_mels"],
-                                     sample_size=world.NUM_SAMPLES // 640 + 1), pitch_classes=True),
+                    transformer=dict(num_layers=12), frames_per_token=2, time_shift=2.5, pitch_classes=True),
 }
 
 
