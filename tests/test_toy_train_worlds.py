@@ -85,5 +85,10 @@ def test_worker_processes_render_the_same_chunks_as_one(tmp_path, monkeypatch):
             assert all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
         else:
             assert (tmp_path / "one" / "data" / name).read_text() == (tmp_path / "two" / "data" / name).read_text()
+    train.build_data(tmp_path / "one", n_train=6, n_test=2, world="v1")  # more clips: the statistics follow
+    stats = json.loads((tmp_path / "one" / "data" / "stats.json").read_text())
+    log_mel = train.load_split(tmp_path / "one", "train")["log_mel"].float()
+    assert stats["clips"] == 6 and len(log_mel) == 6
+    torch.testing.assert_close(torch.tensor(stats["mean"]), log_mel.mean((0, 2)))
     with pytest.raises(ValueError, match="workers must be >= 1; got 0"):
         train.build_data(tmp_path / "three", n_train=4, n_test=2, world="v1", workers=0)

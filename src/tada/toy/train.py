@@ -118,10 +118,11 @@ def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: st
                 for done in as_completed([pool.submit(_write_chunk, path, seeds, mel, with_gl, world)
                                           for path, seeds, with_gl in todo]):
                     progress.advance(task, done.result())
-    stats = folder / "stats.json"
-    if not stats.exists():
-        log_mel = load_split(out, "train")["log_mel"].float()
-        stats.write_text(json.dumps({"mean": log_mel.mean((0, 2)).tolist(), "std": log_mel.std((0, 2)).tolist()}))
+    stats, log_mel = folder / "stats.json", load_split(out, "train")["log_mel"]
+    if not stats.exists() or json.loads(stats.read_text()).get("clips") != len(log_mel):  # a rerun with more clips
+        log_mel = log_mel.float()
+        stats.write_text(json.dumps({"clips": len(log_mel), "mean": log_mel.mean((0, 2)).tolist(),
+                                     "std": log_mel.std((0, 2)).tolist()}))
 
 
 def load_split(out: Path, *splits: str) -> dict:
