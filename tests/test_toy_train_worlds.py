@@ -92,3 +92,16 @@ def test_worker_processes_render_the_same_chunks_as_one(tmp_path, monkeypatch):
     torch.testing.assert_close(torch.tensor(stats["mean"]), log_mel.mean((0, 2)))
     with pytest.raises(ValueError, match="workers must be >= 1; got 0"):
         train.build_data(tmp_path / "three", n_train=4, n_test=2, world="v1", workers=0)
+
+
+def test_the_caption_cache_is_remade_for_other_captions(tmp_path):
+    pipe = get_world("v1").random_pipeline(0)
+    (tmp_path / "model").mkdir()
+    first = [["a slow sad song", "slow and sad"]]
+    states, mask = train._text_states(tmp_path, pipe, first)
+    assert torch.equal(states[0, 1].float(), pipe.encode_prompt(["slow and sad"])[0][0].half().float())
+    other = [["a fast happy song", "fast and happy"]]
+    states, mask = train._text_states(tmp_path, pipe, other)  # same file, other captions: encoded anew
+    fresh, fresh_mask = pipe.encode_prompt(["a fast happy song"])
+    assert torch.equal(states[0, 0], fresh[0].half()) and torch.equal(mask[0, 0], fresh_mask[0])
+    assert torch.equal(train._text_states(tmp_path, pipe, other)[0], states)  # and read back when they match

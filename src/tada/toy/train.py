@@ -9,6 +9,7 @@ file per chunk of clips; scorer and model: a checkpoint every few hundred steps)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -269,11 +270,15 @@ def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer, prompts: list[str], s
 
 
 def _text_states(out: Path, pipe: ToyPipeline, captions: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MiniLM states of every training caption, cached in out/model/text_states.pt with a digest of the
+    captions and token length (a cache of other captions is recomputed, never reused)."""
     cache = out / "model" / "text_states.pt"
+    flat = [c for pair in captions for c in pair]
+    digest = hashlib.sha256(json.dumps([pipe.max_tokens, flat]).encode()).hexdigest()
     if cache.exists():
         saved = torch.load(cache, weights_only=False)
-        return saved["states"], saved["mask"]
-    flat = [c for pair in captions for c in pair]
+        if saved.get("digest") == digest:
+            return saved["states"], saved["mask"]
     states, masks = [], []
     with _progress() as progress:
         task = progress.add_task("encoding captions", total=len(flat), info="")
@@ -284,7 +289,7 @@ def _text_states(out: Path, pipe: ToyPipeline, captions: list[list[str]]) -> tup
             progress.advance(task, len(flat[s:s + 256]))
     states = torch.cat(states).view(len(captions), 2, pipe.max_tokens, TEXT_DIM)
     masks = torch.cat(masks).view(len(captions), 2, pipe.max_tokens)
-    torch.save({"states": states, "mask": masks}, cache)
+    torch.save({"states": states, "mask": masks, "digest": digest}, cache)
     return states, masks
 
 
