@@ -5,11 +5,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
 from tada.audio import htk_mel_filterbank
 from tada.errors import TadaError
-from tada.models.toy import ToyModel
-from tada.toy.model import DEFAULT_TRANSFORMER, WEIGHTS_DIR, MelSpec, ToyPipeline, shift_time
+from tada.toy.model import (
+    DEFAULT_TRANSFORMER,
+    TEXT_DIM,
+    WEIGHTS_DIR,
+    MelSpec,
+    ToyPipeline,
+    shift_time,
+)
 from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE, make_example
 
 
@@ -158,7 +165,7 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "pipeline_config.json").read_text())
     assert config["transformer"]["num_layers"] == 2
-    assert config["sampling"]["time_shift"] == 1.0 and config["sampling"]["frames_per_token"] == 1
+    assert config["sampling"]["time_shift"] == 1.0
     loaded = ToyPipeline.from_pretrained(tmp_path)
     a = pipe.sample_frames(["jazz"], gens(0), 2)
     b = loaded.sample_frames(["jazz"], gens(0), 2)
@@ -192,6 +199,8 @@ def test_bad_inputs_raise_clear_errors(pipe, tmp_path):
         pipe(["a"], gens(0), num_inference_steps=0)
     with pytest.raises(TadaError, match="list of strings"):
         pipe.encode_prompt("a")
+    with pytest.raises(ValueError, match="takes 64 channels, not the 32 mel bins"):
+        ToyPipeline(pipe.transformer, MelSpec(n_mels=32, mean=[0.0] * 32, std=[1.0] * 32), pipe.tokenizer, pipe.text_encoder)
     with pytest.raises(ValueError, match="mean/std need 64"):
         MelSpec(mean=[0.0])
     with pytest.raises(ValueError, match="f_min"):
@@ -205,23 +214,6 @@ def test_shift_time_follows_its_equation_and_is_the_identity_at_one():
     assert shift_time(t, 1.0) is t
 
 
-def test_tokens_of_several_frames_hold_consecutive_frames_and_unpack_exactly():
-    mel = MelSpec(n_mels=4, mean=[0.0] * 4, std=[1.0] * 4)
-    paired = ToyPipeline.random(0, mel=mel, frames_per_token=2, num_layers=1)
-    frames = torch.arange(2 * 4 * 100, dtype=torch.float32).reshape(2, 4, 100)
-    tokens = paired.to_tokens(frames)
-    assert tokens.shape == (2, 8, 50) and paired.transformer.config.in_channels == 8
-    # token j holds frame 2j's bins, then frame 2j+1's
-    assert torch.equal(tokens[1, :4, 7], frames[1, :, 14]) and torch.equal(tokens[1, 4:, 7], frames[1, :, 15])
-    assert torch.equal(paired.from_tokens(tokens), frames)
-    assert paired.rotary_embedding()[0].shape[0] == 51  # the global token + 50 frame tokens
-    with torch.no_grad():
-        v = paired.velocity(torch.randn(1, 4, 100), torch.ones(1), *paired.unconditional_context(1))
-    assert v.shape == (1, 4, 100)
-    toy = ToyModel(paired)
-    torch.testing.assert_close(toy.frame_seconds(toy.sites[0], 3), torch.tensor([0.0, 0.08, 0.16], dtype=torch.float64))
-
-
 def test_a_shifted_pipeline_samples_at_the_shifted_times(pipe):
     shifted = ToyPipeline(pipe.transformer, pipe.mel, pipe.tokenizer, pipe.text_encoder, time_shift=3.0)
     with CallRecorder(pipe.transformer) as rec:
@@ -229,8 +221,27 @@ def test_a_shifted_pipeline_samples_at_the_shifted_times(pipe):
     assert [float(c["timestep"][0]) for c in rec.calls] == pytest.approx([1.0, 0.75])
 
 
-def test_frames_per_token_and_time_shift_are_checked():
-    with pytest.raises(ValueError, match="divide the clip's 100 frames; got 3"):
-        ToyPipeline.random(0, frames_per_token=3, num_layers=1)
+def test_a_time_shift_that_is_not_positive_is_refused():
     with pytest.raises(ValueError, match="time_shift must be > 0; got 0"):
         ToyPipeline.random(0, time_shift=0.0, num_layers=1)
+
+
+def test_a_dit_narrower_than_its_tokens_is_refused():
+    """diffusers' StableAudioDiTModel maps tokens to heads x head dim and back with linear maps only, so a DiT
+    narrower than its channels outputs vectors of one fixed subspace: the reason for the check."""
+    from diffusers import StableAudioDiTModel
+
+    narrow = StableAudioDiTModel(**{**DEFAULT_TRANSFORMER, "in_channels": 96, "out_channels": 96, "num_layers": 1,
+                                    "num_attention_heads": 2})  # 64 wide
+    pipe = ToyPipeline.random(0, num_layers=1)
+    x = torch.randn(2, 96, 100)
+    glob = torch.zeros(2, 1, DEFAULT_TRANSFORMER["global_states_input_dim"])
+    with torch.no_grad():
+        out = narrow(hidden_states=x, timestep=torch.full((2,), 0.5), encoder_hidden_states=torch.randn(2, 4, TEXT_DIM),
+                     global_hidden_states=glob, rotary_embedding=get_1d_rotary_pos_embed(16, 101, use_real=True,
+                                                                                         repeat_interleave_real=False)).sample
+    singular = torch.linalg.svdvals(out.permute(0, 2, 1).reshape(-1, 96))
+    assert singular[63] > 1e3 * singular[64]  # rank 64 of 96
+    mel = MelSpec(n_mels=96, mean=[0.0] * 96, std=[1.0] * 96)
+    with pytest.raises(ValueError, match="the DiT is 64 wide .* 96 channels"):
+        ToyPipeline(narrow, mel, pipe.tokenizer, pipe.text_encoder)

@@ -105,3 +105,10 @@ def test_the_caption_cache_is_remade_for_other_captions(tmp_path):
     fresh, fresh_mask = pipe.encode_prompt(["a fast happy song"])
     assert torch.equal(states[0, 0], fresh[0].half()) and torch.equal(mask[0, 0], fresh_mask[0])
     assert torch.equal(train._text_states(tmp_path, pipe, other)[0], states)  # and read back when they match
+
+
+def test_v2s_dit_has_twelve_cross_attention_layers_and_is_as_wide_as_its_bins():
+    pipe = get_world("v2").random_pipeline(0)
+    config = pipe.transformer.config
+    assert config.num_layers == 12 and config.in_channels == 256 == pipe.mel.n_mels
+    assert config.num_attention_heads * config.attention_head_dim >= config.in_channels and pipe.time_shift == 2.5

