@@ -4,9 +4,12 @@ On a training folder's held-out clips (`python -m tada.toy.train data --world v2
 log-mel (`tada.toy.scorer.pitch_class_profile`) is scored with Temperley's key profiles (best major minus best
 minor correlation, `tada.evaluation.mir.profile_key_correlations`), and the AUC of that score for the clips' true
 mode is printed for the rendered clips and for their Griffin-Lim round trip. This bounds what the scorer's learned
-templates have to work with; the physical mood judge reads the same clips' audio instead.
+templates have to work with; the physical mood judge reads the same clips' audio instead. With `--components K`,
+each normalized frame is first replaced by its projection on the leading K principal components of the training
+frames: what a K-channel linear latent of the frames would keep of the mode.
 
     python benchmarks/toy_mode_profile.py --out runs/toy-v2 --n 500
+    python benchmarks/toy_mode_profile.py --out runs/toy-v2 --n 500 --components 128
 """
 
 from __future__ import annotations
@@ -17,10 +20,23 @@ from pathlib import Path
 import torch
 
 
+def principal_components(frames: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (n_mels,), basis (k, n_mels)) of (clips, n_mels, frames) normalized frames, the leading k
+    right singular vectors of the centred frames; prints the share of variance they hold."""
+    rows = frames.transpose(1, 2).reshape(-1, frames.shape[1])
+    mean = rows.mean(0)
+    _, singular, basis = torch.linalg.svd(rows - mean, full_matrices=False)
+    variance = singular.square()
+    share = variance[:k].sum() / variance.sum()
+    print(f"{k} of {frames.shape[1]} principal components: {share:.4f} of the frames' variance")
+    return mean, basis[:k]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/toy-v2"))
     parser.add_argument("--n", type=int, default=500, help="held-out clips to read (the first n)")
+    parser.add_argument("--components", type=int, default=None, help="keep the leading K principal components")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -35,8 +51,17 @@ def main() -> None:
     centres = mel_centres(mel.n_mels, mel.f_min, mel.f_max)
     happy = [a["mood"] == "happy" for a in test["attrs"]][:args.n]
     print(f"{len(happy)} held-out clips, band {PITCH_BAND[0]:g}-{PITCH_BAND[1]:g} Hz")
+    components = None
+    if args.components is not None:
+        components = principal_components(mel.normalize(load_split(args.out, "train")["log_mel"][::4].float()),
+                                          args.components)
     for view in ("log_mel", "log_mel_gl"):
-        profiles = pitch_class_profile(test[view][:args.n].float(), centres)
+        log_mel = test[view][:args.n].float()
+        if components is not None:
+            mean, basis = components
+            x = mel.normalize(log_mel).transpose(1, 2) - mean
+            log_mel = mel.denormalize(((x @ basis.T) @ basis + mean).transpose(1, 2))
+        profiles = pitch_class_profile(log_mel, centres)
         scores = [major.max() - minor.max() for major, minor in
                   (profile_key_correlations(p.numpy(), "temperley") for p in profiles)]
         print(f"{view}: mode AUC {auc(scores, happy):.3f}")

@@ -47,7 +47,8 @@ def main() -> None:
             xt, target = (1 - t) * x0 + t * eps, eps - x0
             losses = [torch.nn.functional.mse_loss(pipe.velocity(xt, torch.full((len(x0),), t), *c, rotary), target)
                       for c in contexts.values()]
-            print(f"{t:<6g} " + "  ".join(f"{loss.item():7.4f}" for loss in losses) + f"   {x0.pow(2).mean() / t**2:7.4f}")
+            trivial = x0.pow(2).mean() / t**2
+            print(f"{t:<6g} " + "  ".join(f"{loss.item():7.4f}" for loss in losses) + f"   {trivial:7.4f}")
 
 
 if __name__ == "__main__":
