@@ -93,6 +93,12 @@ class MelSpec:
         """
         mel = (log_mel.float().exp() - self.floor).clamp_min(0.0)
         mag = torch.einsum("fm,bmt->bft", self._fb_pinv, mel).clamp_min(0.0)
+        return self.griffin_lim_magnitude(mag, n_iter, momentum)
+
+    def griffin_lim_magnitude(self, mag: torch.Tensor, n_iter: int | None = None,
+                              momentum: float = 0.99) -> torch.Tensor:
+        """(B, n_fft // 2 + 1, frames) linear STFT magnitude -> (B, num_samples) waveform: the phase search of
+        `griffin_lim`, for a magnitude found another way."""
         angles = torch.ones_like(mag, dtype=torch.complex64)
         previous = torch.zeros_like(angles)
         for _ in range(self.gl_iter if n_iter is None else int(n_iter)):
@@ -160,9 +166,10 @@ class ToyPipeline:
             raise TadaError(f"the DiT takes {transformer.config.in_channels} channels, not the {mel.n_mels} mel bins")
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         if width < transformer.config.in_channels:
-            raise TadaError(f"the DiT is {width} wide (heads x head dim) but its tokens have {transformer.config.in_channels} "
-                            f"channels: its output would lie in a fixed {width}-dimensional subspace and could not carry "
-                            "the noise; use at least as many heads x head dim as channels")
+            raise TadaError(f"the DiT is {width} wide (heads x head dim) but its tokens have "
+                            f"{transformer.config.in_channels} channels: its output would lie in a fixed "
+                            f"{width}-dimensional subspace and could not carry the noise; use at least as many "
+                            "heads x head dim as channels")
         if not time_shift > 0:
             raise TadaError(f"time_shift must be > 0; got {time_shift}")
         self.transformer = transformer.eval()
