@@ -6,12 +6,10 @@ minor correlation, `tada.evaluation.mir.profile_key_correlations`), and the AUC 
 mode is printed for the rendered clips and for their Griffin-Lim round trip. This bounds what the scorer's learned
 templates have to work with; the physical mood judge reads the same clips' audio instead. With `--components K`,
 each normalized frame is first replaced by its projection on the leading K principal components of the training
-frames: what a K-channel linear latent of the frames would keep of the mode. With `--judge N`, the first N clips'
-frames (projected or not) are also decoded to audio with Griffin-Lim and read by the physical mood judge
-(`tada.toy.judges`).
+frames: what a K-channel linear latent of the frames would keep of the mode.
 
     python benchmarks/toy_mode_profile.py --out runs/toy-v2 --n 500
-    python benchmarks/toy_mode_profile.py --out runs/toy-v2 --n 500 --components 128 --judge 100
+    python benchmarks/toy_mode_profile.py --out runs/toy-v2 --n 500 --components 128
 """
 
 from __future__ import annotations
@@ -39,13 +37,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/toy-v2"))
     parser.add_argument("--n", type=int, default=500, help="held-out clips to read (the first n)")
     parser.add_argument("--components", type=int, default=None, help="keep the leading K principal components")
-    parser.add_argument("--judge", type=int, default=0, help="also judge the decoded audio of the first N clips")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from tada.evaluation.mir import profile_key_correlations
-    from tada.toy.judges import auc, mood_measure
+    from tada.toy.judges import auc
     from tada.toy.scorer import PITCH_BAND, mel_centres, pitch_class_profile
     from tada.toy.train import data_mel, load_split
 
@@ -68,10 +65,6 @@ def main() -> None:
         scores = [major.max() - minor.max() for major, minor in
                   (profile_key_correlations(p.numpy(), "temperley") for p in profiles)]
         print(f"{view}: mode AUC {auc(scores, happy):.3f}")
-        if args.judge and view == "log_mel":
-            audio = torch.cat([mel.griffin_lim(log_mel[i:min(i + 16, args.judge)]) for i in range(0, args.judge, 16)])
-            judged = [mood_measure(wave.numpy(), mel.sample_rate) for wave in audio]
-            print(f"{view} decoded, {len(judged)} clips: mood judge AUC {auc(judged, happy[:len(judged)]):.3f}")
 
 
 if __name__ == "__main__":
