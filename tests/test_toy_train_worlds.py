@@ -60,6 +60,9 @@ def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, 
     assert [json.loads(line)["step"] for line in (two / "model" / "log.jsonl").read_text().splitlines()] == [2, 3]
     with pytest.raises(ValueError, match="trained with other settings"):
         train.train_model(two, steps=4, **{**kw, "batch": 3})
+    train.build_data(two, n_train=4, n_test=2, world="v1")  # more clips: the checkpoint saw other data
+    with pytest.raises(ValueError, match="trained with other settings"):
+        train.train_model(two, steps=4, **kw)
     untrained = get_world("v1").random_pipeline(0).transformer.state_dict()
     assert any(not torch.equal(v, w) for v, w in zip(a.values(), untrained.values()))
 

@@ -192,8 +192,8 @@ class ToyPipeline:
         if unknown:
             raise TadaError(f"unknown transformer config keys {sorted(unknown)}; accepted: {sorted(DEFAULT_TRANSFORMER)}")
         mel = mel if mel is not None else MelSpec()
-        config = {**DEFAULT_TRANSFORMER, **config_overrides, "in_channels": mel.n_mels, "out_channels": mel.n_mels,
-                  "sample_size": mel.frames}
+        config = {**DEFAULT_TRANSFORMER, "in_channels": mel.n_mels, "out_channels": mel.n_mels, "sample_size": mel.frames,
+                  **config_overrides}  # channels given against the mel bins are refused by the constructor
         torch.manual_seed(seed)
         transformer = StableAudioDiTModel(**config)
         tokenizer, encoder = load_text_encoder()

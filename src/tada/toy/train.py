@@ -312,7 +312,8 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
     ckpt, start = folder / "checkpoint.pt", 0
-    settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config), "time_shift": pipe.time_shift}
+    settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config), "time_shift": pipe.time_shift,
+                "clips": len(x_all)}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False, map_location=device)
         if state.get("settings", settings) != settings:
