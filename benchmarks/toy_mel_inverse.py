@@ -35,20 +35,20 @@ def main() -> None:
     mel = data_mel(args.out)
     test = load_split(args.out, "test")
     happy = [a["mood"] == "happy" for a in test["attrs"][:args.n]]
-    inverses = {
-        "pinv": lambda m: torch.einsum("fm,bmt->bft", mel._fb_pinv, m).clamp_min(0.0),
-        "nnls": lambda m: torch.from_numpy(librosa.util.nnls(mel._fb.double().numpy(),
-                                                             m[0].double().numpy())).float()[None],
+    fb = mel._fb.double().numpy()
+    decoders = {  # log-mel (1, n_mels, T) -> (1, num_samples)
+        "pinv": mel.griffin_lim,
+        "nnls": lambda log_mel: mel.griffin_lim_magnitude(torch.from_numpy(librosa.util.nnls(
+            fb, (log_mel[0].double().exp() - mel.floor).clamp_min(0.0).numpy())).float()[None]),
     }
     g = torch.Generator().manual_seed(0)
-    scores = {(name, noise): [] for name in inverses for noise in (0.0, args.noise)}
+    scores = {(name, noise): [] for name in decoders for noise in (0.0, args.noise)}
     for i in range(len(happy)):
         frames = test["log_mel"][i:i + 1].float()
         for noise in (0.0, args.noise):
             noisy = frames + noise * torch.randn(frames.shape, generator=g)
-            linear = (noisy.exp() - mel.floor).clamp_min(0.0)
-            for name, inverse in inverses.items():
-                wave = mel.griffin_lim_magnitude(inverse(linear))[0].numpy()
+            for name, decode in decoders.items():
+                wave = decode(noisy)[0].numpy()
                 scores[name, noise].append(mood_measure(wave, mel.sample_rate))
     print(f"{len(happy)} held-out clips of {args.out}; mood judge AUC on the decoded audio")
     for (name, noise), values in scores.items():
