@@ -6,7 +6,7 @@ minor correlation, `tada.evaluation.mir.profile_key_correlations`), and the AUC 
 mode is printed for the rendered clips and for their Griffin-Lim round trip. This bounds what the scorer's learned
 templates have to work with; the physical mood judge reads the same clips' audio instead. With `--components K`,
 each normalized frame is first replaced by its projection on the leading K principal components of the training
-frames: what a K-channel linear latent of the frames would keep of the mode.
+frames (`tada.toy.model.LinearLatent`, the v2 DiT's tokens): what that latent keeps of the mode.
 
     python benchmarks/toy_mode_profile.py --out runs/toy-v2 --n 500
     python benchmarks/toy_mode_profile.py --out runs/toy-v2 --n 500 --components 128
@@ -20,18 +20,6 @@ from pathlib import Path
 import torch
 
 
-def principal_components(frames: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean (n_mels,), basis (k, n_mels)) of (clips, n_mels, frames) normalized frames, the leading k
-    right singular vectors of the centred frames; prints the share of variance they hold."""
-    rows = frames.transpose(1, 2).reshape(-1, frames.shape[1])
-    mean = rows.mean(0)
-    _, singular, basis = torch.linalg.svd(rows - mean, full_matrices=False)
-    variance = singular.square()
-    share = variance[:k].sum() / variance.sum()
-    print(f"{k} of {frames.shape[1]} principal components: {share:.4f} of the frames' variance")
-    return mean, basis[:k]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/toy-v2"))
@@ -43,6 +31,7 @@ def main() -> None:
 
     from tada.evaluation.mir import profile_key_correlations
     from tada.toy.judges import auc
+    from tada.toy.model import LinearLatent
     from tada.toy.scorer import PITCH_BAND, mel_centres, pitch_class_profile
     from tada.toy.train import data_mel, load_split
 
@@ -51,16 +40,16 @@ def main() -> None:
     centres = mel_centres(mel.n_mels, mel.f_min, mel.f_max)
     happy = [a["mood"] == "happy" for a in test["attrs"]][:args.n]
     print(f"{len(happy)} held-out clips, band {PITCH_BAND[0]:g}-{PITCH_BAND[1]:g} Hz")
-    components = None
+    latent = None
     if args.components is not None:
-        components = principal_components(mel.normalize(load_split(args.out, "train")["log_mel"][::4].float()),
-                                          args.components)
+        frames = mel.normalize(load_split(args.out, "train", round_trip=False)["log_mel"][::4].float())
+        latent = LinearLatent.fit(frames, args.components)
+        share = latent.scale.square().sum() / frames.square().sum(1).mean()
+        print(f"{args.components} of {mel.n_mels} principal components: {share:.4f} of the frames' second moment")
     for view in ("log_mel", "log_mel_gl"):
         log_mel = test[view][:args.n].float()
-        if components is not None:
-            mean, basis = components
-            x = mel.normalize(log_mel).transpose(1, 2) - mean
-            log_mel = mel.denormalize(((x @ basis.T) @ basis + mean).transpose(1, 2))
+        if latent is not None:
+            log_mel = mel.denormalize(latent.decode(latent.encode(mel.normalize(log_mel))))
         profiles = pitch_class_profile(log_mel, centres)
         scores = [major.max() - minor.max() for major, minor in
                   (profile_key_correlations(p.numpy(), "temperley") for p in profiles)]

@@ -32,7 +32,7 @@ def main() -> None:
     from tada.toy.train import load_split
 
     pipe = ToyPipeline.from_pretrained(args.weights)
-    test = load_split(args.out, "test")
+    test = load_split(args.out, "test", round_trip=False)
     x0 = pipe.mel.normalize(test["log_mel"][:args.n].float())
     own = pipe.encode_prompt([pair[0] for pair in test["captions"][:args.n]])
     other = tuple(torch.roll(c, 1, dims=0) for c in own)

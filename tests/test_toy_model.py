@@ -9,10 +9,12 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
 from tada.audio import htk_mel_filterbank
 from tada.errors import TadaError
+from tada.errors import MissingFileError
 from tada.toy.model import (
     DEFAULT_TRANSFORMER,
     TEXT_DIM,
     WEIGHTS_DIR,
+    LinearLatent,
     MelSpec,
     ToyPipeline,
     shift_time,
@@ -159,6 +161,74 @@ def test_mel_spec_griffin_lim_round_trip():
     zero_phase = mel.griffin_lim(log_mel, n_iter=0)
     assert ((mel.log_mel(zero_phase).exp() - target).norm() / target.norm()) > 0.2
     torch.testing.assert_close(mel.denormalize(mel.normalize(log_mel)), log_mel)
+
+
+def test_the_nnls_inverse_fits_noisy_frames_where_the_pseudo_inverse_blows_up():
+    """A 256-bin filterbank at n_fft 1024 is singular (its low bins are narrower than the FFT bins): F^+ turns
+    N(0, 0.05) log noise into a magnitude thousands of times too large; the non-negative fit stays near the truth."""
+    kw = dict(n_mels=256, mean=[0.0] * 256, std=[1.0] * 256, f_min=30.0, f_max=8000.0)
+    pinv, nnls = MelSpec(**kw), MelSpec(**kw, inverse="nnls")
+    wave = torch.from_numpy(make_example(1)[2])[None]
+    truth = pinv._stft(wave).abs()
+    noisy = pinv.log_mel(wave) + 0.05 * torch.randn((1, 256, 100), generator=torch.Generator().manual_seed(0))
+    target = (noisy.exp() - pinv.floor).clamp_min(0.0)
+
+    def errors(spec):
+        s = spec.linear_magnitude(noisy)
+        assert s.shape == truth.shape and s.min() >= 0
+        residual = torch.einsum("mf,bft->bmt", spec._fb, s) - target
+        return (residual.norm() / target.norm()).item(), ((s - truth).norm() / truth.norm()).item()
+
+    residual, error = errors(nnls)
+    assert residual < 0.1 and error < 0.4
+    residual, error = errors(pinv)
+    assert residual > 10 and error > 10
+    with pytest.raises(ValueError, match=r"unknown mel inverse 'lsq'; accepted: \['pinv', 'nnls'\]"):
+        MelSpec(inverse="lsq")
+
+
+def test_a_linear_latent_keeps_the_leading_principal_components_at_unit_variance():
+    """Frames with independent coordinates of std 3, 2, 1, 0.1 along an orthonormal Q: 2 components span
+    Q's first two columns with scales 3 and 2, and decode(encode(x)) is x projected onto them."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    coords = torch.randn(64, 4, 200, generator=g, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0, 0.1])[:, None]
+    frames = torch.einsum("mk,bkt->bmt", q, coords).float()
+    latent = LinearLatent.fit(frames, 2)
+    assert latent.channels == 2
+    torch.testing.assert_close(latent.scale, torch.tensor([3.0, 2.0]), atol=0.05, rtol=0)
+    overlap = (latent.basis.double().T @ q[:, :2]).abs()
+    torch.testing.assert_close(overlap, torch.eye(2, dtype=torch.float64), atol=2e-2, rtol=0)
+    z = latent.encode(frames)
+    assert z.shape == (64, 2, 200)
+    torch.testing.assert_close(z.std((0, 2)), torch.ones(2), atol=0.02, rtol=0)
+    projector = latent.basis @ latent.basis.T
+    torch.testing.assert_close(latent.decode(z), torch.einsum("mn,bnt->bmt", projector, frames), atol=1e-5, rtol=1e-5)
+    full = LinearLatent.fit(frames, 4)
+    torch.testing.assert_close(full.decode(full.encode(frames)), frames, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="latent of 5 components over 4 bins; accepted: 1 to 4"):
+        LinearLatent.fit(frames, 5)
+
+
+def test_a_pipeline_over_a_latent_samples_its_coordinates_decodes_and_saves_them(tmp_path):
+    latent = LinearLatent.fit(torch.randn(8, 64, 100, generator=torch.Generator().manual_seed(1)), 32)
+    pipe = ToyPipeline.random(0, latent=latent, num_layers=1)
+    assert pipe.transformer.config.in_channels == 32 == pipe.channels
+    z = pipe.sample_frames(["jazz"], gens(0), num_inference_steps=2)
+    assert z.shape == (1, 32, 100)
+    wave = pipe.mel.griffin_lim(pipe.mel.denormalize(latent.decode(z)))
+    torch.testing.assert_close(pipe.frames_to_audio(z)[:, 0], 0.9 * wave / wave.abs().amax(-1, keepdim=True))
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "pipeline_config.json").read_text())["latent"] is True
+    loaded = ToyPipeline.from_pretrained(tmp_path)
+    assert torch.equal(loaded.latent.basis, latent.basis) and torch.equal(loaded.latent.scale, latent.scale)
+    assert torch.equal(loaded.sample_frames(["jazz"], gens(0), num_inference_steps=2), z)
+    (tmp_path / LinearLatent.FILE).unlink()
+    with pytest.raises(MissingFileError, match="latent.safetensors not found"):
+        ToyPipeline.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="takes 32 channels, not the latent's 16 components"):
+        ToyPipeline(pipe.transformer, pipe.mel, pipe.tokenizer, pipe.text_encoder,
+                    latent=LinearLatent(latent.basis[:, :16], latent.scale[:16]))
 
 
 def test_save_and_load_round_trip(pipe, tmp_path):

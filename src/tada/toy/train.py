@@ -28,7 +28,7 @@ from rich.progress import (
 )
 
 from tada.errors import MissingFileError, TadaError
-from tada.toy.model import TEXT_DIM, MelSpec, ToyPipeline, shift_time
+from tada.toy.model import TEXT_DIM, LinearLatent, MelSpec, ToyPipeline, shift_time
 from tada.toy.scorer import (
     ATOMS,
     GROUPS,
@@ -70,7 +70,19 @@ def _render_chunk(seeds: list[int], mel: MelSpec, with_gl: bool, make_example=ma
     out = {"log_mel": log_mel.half(), "targets": torch.stack(targets), "captions": captions, "attrs": attrs_list}
     if with_gl:
         out["log_mel_gl"] = mel.log_mel(mel.griffin_lim(log_mel)).half()
+        out["decoder"] = decoder_of(mel)
     return out
+
+
+def decoder_of(mel: MelSpec) -> dict:
+    """What decides a chunk's round-trip views: the analysis and synthesis settings (not the statistics)."""
+    return {k: v for k, v in mel.to_config().items() if k not in ("mean", "std")}
+
+
+def _current(path: Path, mel: MelSpec) -> bool:
+    """A chunk file is current unless it holds round-trip views decoded with other settings (or unrecorded ones)."""
+    chunk = torch.load(path, weights_only=False)
+    return "log_mel_gl" not in chunk or chunk.get("decoder") == decoder_of(mel)
 
 
 def world_of(out: Path) -> str:
@@ -89,7 +101,7 @@ def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: st
     """Render clips into out/data/{train,extra,test}_NNNNNNN.pt chunks (skipping chunks already there).
 
     A chunk's clips come from its seeds alone, so `workers` processes rendering chunks side by side write the
-    same files as one."""
+    same files as one. A chunk whose round-trip views were decoded with other settings is rendered again."""
     if workers < 1:
         raise TadaError(f"workers must be >= 1; got {workers}")
     folder = out / "data"
@@ -105,7 +117,7 @@ def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: st
     jobs += [("extra", EXTRA_SEED_OFFSET + s, EXTRA_SEED_OFFSET + min(s + CHUNK, n_extra), (s // CHUNK) % GL_EVERY == 0)
              for s in range(0, n_extra, CHUNK)]
     todo = [(folder / f"{split}_{start:07d}.pt", list(range(start, stop)), with_gl) for split, start, stop, with_gl in jobs]
-    todo = [job for job in todo if not job[0].exists()]
+    todo = [job for job in todo if not job[0].exists() or not _current(job[0], mel)]  # stale views: rendered again
     with _progress() as progress:
         task = progress.add_task("rendering clips", total=n_train + n_test + n_extra, info="")
         progress.advance(task, n_train + n_test + n_extra - sum(len(seeds) for _, seeds, _ in todo))
@@ -119,22 +131,30 @@ def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: st
                 for done in as_completed([pool.submit(_write_chunk, path, seeds, mel, with_gl, world)
                                           for path, seeds, with_gl in todo]):
                     progress.advance(task, done.result())
-    stats, log_mel = folder / "stats.json", load_split(out, "train")["log_mel"]
+    stats, log_mel = folder / "stats.json", load_split(out, "train", round_trip=False)["log_mel"]
     if not stats.exists() or json.loads(stats.read_text()).get("clips") != len(log_mel):  # a rerun with more clips
         log_mel = log_mel.float()
         stats.write_text(json.dumps({"clips": len(log_mel), "mean": log_mel.mean((0, 2)).tolist(),
                                      "std": log_mel.std((0, 2)).tolist()}))
 
 
-def load_split(out: Path, *splits: str) -> dict:
+def load_split(out: Path, *splits: str, round_trip: bool = True) -> dict:
+    """The chunks of `splits` merged; with `round_trip`, also their round-trip views ("log_mel_gl", "targets_gl"),
+    refused when a chunk's were decoded with other settings than its world's."""
     files = [f for split in splits for f in sorted((out / "data").glob(f"{split}_*.pt"))]
     if not files:
         raise MissingFileError(f"no {'/'.join(splits)} chunks under {out / 'data'}; run the 'data' stage first")
     parts = [torch.load(f, weights_only=False) for f in files]
     merged = {k: torch.cat([p[k] for p in parts]) for k in ("log_mel", "targets")}
-    with_gl = [p for p in parts if "log_mel_gl" in p]
-    merged["log_mel_gl"] = torch.cat([p["log_mel_gl"] for p in with_gl])
-    merged["targets_gl"] = torch.cat([p["targets"] for p in with_gl])
+    if round_trip:
+        decoder = decoder_of(get_world(world_of(out)).mel_spec())
+        stale = [f.name for f, p in zip(files, parts) if "log_mel_gl" in p and p.get("decoder") != decoder]
+        if stale:
+            raise TadaError(f"{len(stale)} chunks under {out / 'data'} ({stale[0]}, ...) hold round-trip views "
+                            f"decoded with other settings than {decoder}; run the 'data' stage again to render them")
+        with_gl = [p for p in parts if "log_mel_gl" in p]
+        merged["log_mel_gl"] = torch.cat([p["log_mel_gl"] for p in with_gl])
+        merged["targets_gl"] = torch.cat([p["targets"] for p in with_gl])
     merged["captions"] = [c for p in parts for c in p["captions"]]
     merged["attrs"] = [a for p in parts for a in p["attrs"]]
     return merged
@@ -302,25 +322,32 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
     mel = data_mel(out)
-    data = load_split(out, "train")
+    data = load_split(out, "train", round_trip=False)
     x_all = mel.normalize(data["log_mel"].float())
     spec = get_world(world_of(out))
-    pipe = spec.random_pipeline(seed, mel)
+    ckpt, start = folder / "checkpoint.pt", 0
+    state = torch.load(ckpt, weights_only=False, map_location="cpu") if ckpt.exists() else None
+    latent = None
+    if spec.latent_components is not None:  # fitted once; a resumed run keeps the latent it started with
+        latent = (LinearLatent(state["latent"]["basis"], state["latent"]["scale"]) if state and "latent" in state
+                  else LinearLatent.fit(x_all, spec.latent_components))
+        x_all = latent.encode(x_all)
+    pipe = spec.random_pipeline(seed, mel, latent)
     states_all, mask_all = _text_states(out, pipe, data["captions"])
     scorer = ToyScorer.from_pretrained(out / "scorer")
     net = pipe.transformer.to(device)
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
-    ckpt, start = folder / "checkpoint.pt", 0
     settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config), "time_shift": pipe.time_shift,
-                "clips": len(x_all)}
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False, map_location=device)
-        if state.get("settings", settings) != settings:
+                "clips": len(x_all), "latent": spec.latent_components}
+    if state is not None:
+        if {"latent": None, **state.get("settings", settings)} != settings:  # settings from before latents: none
             raise TadaError(f"{ckpt} was trained with other settings ({state['settings']}; this run: {settings}): "
                             "move it away or use another --out")
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
-        ema, start = state["ema"], state["step"]
+        ema = {k: v.to(device) for k, v in state["ema"].items()}
+        start = state["step"]
+    saved_latent = {} if latent is None else {"latent": {"basis": latent.basis, "scale": latent.scale}}
     uncond_states, uncond_mask = pipe.unconditional_context(batch)
     rotary = pipe.rotary_embedding()
     log = (folder / "log.jsonl").open("a")
@@ -374,7 +401,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
                 progress.console.print(f"step {step + 1} loss {running:.4f}")
             if (step + 1) % 250 == 0 or step + 1 == steps:
                 torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": step + 1,
-                            "settings": settings}, ckpt)
+                            "settings": settings, **saved_latent}, ckpt)
             if (step + 1) % eval_every == 0 or step + 1 == steps:
                 evaluate(step + 1)
     net.load_state_dict(ema)

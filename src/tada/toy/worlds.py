@@ -1,8 +1,9 @@
 """The toy worlds the training CLI can build a model of, each with its representation and DiT size.
 
 `v1` is the shipped one (`tada.toy.synth`, 64-bin log-mel, 8 layers); `v2` is `tada.toy.world`
-(concepts that vary alone, 6.36 s clips) with a representation that keeps pitch (see
-`docs/toy-world-v2.md` for the measurements behind it).
+(concepts that vary alone, 6.36 s clips) with a representation that keeps pitch: 256-bin log-mel decoded
+through a non-negative magnitude, the DiT (12 layers, 128 wide) over their 128 leading principal components
+(see `docs/toy-world-v2.md` for the measurements behind it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Callable
 
 from tada.errors import TadaError
 from tada.toy import synth, world
-from tada.toy.model import MelSpec, ToyPipeline
+from tada.toy.model import LinearLatent, MelSpec, ToyPipeline
 
 
 @dataclass(frozen=True)
@@ -28,24 +29,31 @@ class WorldSpec:
     time_shift: float = 1.0
     #: the scorer reads a key-invariant pitch-class profile (tada.toy.scorer.PitchClassProfile) besides its convolutions
     pitch_classes: bool = False
+    #: the DiT's tokens are this many principal components of the frames (tada.toy.model.LinearLatent); None: the bins
+    latent_components: int | None = None
 
     def mel_spec(self, mean: list[float] | None = None, std: list[float] | None = None) -> MelSpec:
         n = self.mel.get("n_mels", 64)
         return MelSpec(num_samples=self.num_samples, mean=list(mean) if mean is not None else [0.0] * n,
                        std=list(std) if std is not None else [1.0] * n, **self.mel)
 
-    def random_pipeline(self, seed: int, mel: MelSpec | None = None) -> ToyPipeline:
-        """This world's untrained pipeline: the DiT (seeded) over `mel` (default: unit statistics)."""
+    def random_pipeline(self, seed: int, mel: MelSpec | None = None, latent: LinearLatent | None = None) -> ToyPipeline:
+        """This world's untrained pipeline: the DiT (seeded) over `mel` (default: unit statistics), over `latent`'s
+        coordinates when the world has a latent."""
+        if (latent is None) != (self.latent_components is None) or (
+                latent is not None and latent.channels != self.latent_components):
+            raise TadaError(f"world {self.name} takes a latent of {self.latent_components} components; got "
+                            f"{None if latent is None else latent.channels}")
         return ToyPipeline.random(seed, mel=mel if mel is not None else self.mel_spec(), time_shift=self.time_shift,
-                                  **self.transformer)
+                                  latent=latent, **self.transformer)
 
 
-V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64)
+V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64, inverse="nnls")
 
 WORLDS: dict[str, WorldSpec] = {
     "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
     "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
-                    transformer=dict(num_layers=12, num_attention_heads=8), time_shift=2.5, pitch_classes=True),
+                    transformer=dict(num_layers=12), time_shift=2.5, pitch_classes=True, latent_components=128),
 }
 
 
