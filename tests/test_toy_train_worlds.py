@@ -33,6 +33,12 @@ def test_v2_data_records_its_world_and_representation(tmp_path, monkeypatch):
     torch.save({**state, "config": {"n_mels": mel.n_mels, "width": 64}}, tmp_path / "scorer" / "checkpoint.pt")
     with pytest.raises(ValueError, match="a scorer of another architecture"):
         train.train_scorer(tmp_path, steps=4, seed=0, batch=4)
+    torch.save(state, tmp_path / "scorer" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="trained with other settings or data"):  # another cosine schedule
+        train.train_scorer(tmp_path, steps=4, seed=0, batch=4)
+    train.build_data(tmp_path, n_train=6, n_test=2, world="v2")
+    with pytest.raises(ValueError, match="trained with other settings or data"):  # more clips
+        train.train_scorer(tmp_path, steps=2, seed=0, batch=4)
 
 
 def test_a_folder_without_a_world_marker_is_v1(tmp_path):
@@ -74,6 +80,11 @@ def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, 
     train.build_data(two, n_train=4, n_test=2, world="v1")  # more clips: the checkpoint saw other data
     with pytest.raises(ValueError, match="trained with other settings"):
         train.train_model(two, steps=4, **kw)
+    state = torch.load(one / "model" / "checkpoint.pt", weights_only=False)
+    del state["settings"]
+    torch.save(state, one / "model" / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"trained with other settings \(None;"):  # settings unknown: not reused
+        train.train_model(one, steps=4, **kw)
     untrained = get_world("v1").random_pipeline(0, latent=straight.latent).transformer.state_dict()
     assert any(not torch.equal(v, w) for v, w in zip(a.values(), untrained.values()))
 

@@ -204,11 +204,16 @@ def train_scorer(out: Path, steps: int, seed: int, batch: int = 64) -> ToyScorer
         net.mode.mean.copy_(torch.tensor(mel.mean)[:, None]), net.mode.std.copy_(torch.tensor(mel.std)[:, None])
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-2)
     ckpt, start = folder / "checkpoint.pt", 0
+    settings = {"seed": seed, "batch": batch, "steps": steps, "clips": len(data["log_mel"]),
+                "views": len(data["log_mel_gl"]), "decoder": decoder_of(mel)}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         if state.get("config") != net.config:
             raise TadaError(f"{ckpt} is a scorer of another architecture ({state.get('config')}; this run builds "
                             f"{net.config}): move it away or use another --out")
+        if state.get("settings") != settings:
+            raise TadaError(f"{ckpt} was trained with other settings or data ({state.get('settings')}; this run: "
+                            f"{settings}): move it away or use another --out")
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
         start = state["step"]
     net.train()
@@ -228,8 +233,8 @@ def train_scorer(out: Path, steps: int, seed: int, batch: int = 64) -> ToyScorer
             opt.step()
             progress.update(task, advance=1, info=f"loss {loss.item():.3f}")
             if (step + 1) % 200 == 0 or step + 1 == steps:
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step + 1, "config": net.config},
-                           ckpt)
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step + 1, "config": net.config,
+                            "settings": settings}, ckpt)
     scorer = ToyScorer(net.eval(), mel)
     scorer.save_pretrained(folder)
     test = load_split(out, "test")
@@ -341,9 +346,9 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config), "time_shift": pipe.time_shift,
                 "clips": len(x_all), "latent": spec.latent_components}
     if state is not None:
-        if {"latent": None, **state.get("settings", settings)} != settings:  # settings from before latents: none
-            raise TadaError(f"{ckpt} was trained with other settings ({state['settings']}; this run: {settings}): "
-                            "move it away or use another --out")
+        if {"latent": None, **state.get("settings", {})} != settings:  # settings from before latents: none
+            raise TadaError(f"{ckpt} was trained with other settings ({state.get('settings')}; this run: {settings}):"
+                            " move it away or use another --out")
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
         ema = {k: v.to(device) for k, v in state["ema"].items()}
         start = state["step"]
