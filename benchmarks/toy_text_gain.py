@@ -34,6 +34,8 @@ def main() -> None:
     pipe = ToyPipeline.from_pretrained(args.weights)
     test = load_split(args.out, "test", round_trip=False)
     x0 = pipe.mel.normalize(test["log_mel"][:args.n].float())
+    if pipe.latent is not None:  # the DiT's tokens are the frames' latent coordinates
+        x0 = pipe.latent.encode(x0)
     own = pipe.encode_prompt([pair[0] for pair in test["captions"][:args.n]])
     other = tuple(torch.roll(c, 1, dims=0) for c in own)
     contexts = {"own": own, "other": other, "none": pipe.unconditional_context(len(x0))}
