@@ -43,7 +43,7 @@ def test_methods_lists_every_registered_method():
     ("pci", ["--layers", "all"]),
     ("text_embedding", ["--layers", "2,3", "--set", "start=1"]),
     ("freesliders", ["--layers", "all"]),
-    ("austeer", ["--layers", "2", "--set", "k=8", "--set", "mode=scale", "--set", "steps=2"]),
+    ("austeer", ["--layers", "2", "--set", "k=8", "--set", "mode=scale", "--set", "steps=2", "--set", "n_pairs=2"]),
     ("caa", ["--layers", "2,3", "--set", "steps=2", "--set", "n_pairs=2"]),
 ])
 def test_fit_then_steer_any_method(tmp_path, method, extra):

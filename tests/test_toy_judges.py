@@ -81,6 +81,7 @@ def test_adherence_agrees_with_the_true_captions_and_not_with_swapped_ones(fresh
     assert right["judge:mood"] >= 0.8 and swapped["judge:mood"] <= 0.2
     assert right["judge:tempo"] >= 0.7 and swapped["judge:tempo"] <= 0.3
     assert right["judge:drums"] >= 0.8 and right["judge:maracas"] >= 0.8
+    assert right["judge:trumpet"] >= 0.8
 
 
 def test_the_toy_scorers_pitch_classes_read_the_mode_like_the_judge(fresh):
@@ -100,3 +101,47 @@ def test_the_toy_scorers_pitch_classes_read_the_mode_like_the_judge(fresh):
         scores = [major.max() - minor.max() for major, minor in
                   (profile_key_correlations(p.numpy(), "temperley") for p in profiles)]
         assert judges.auc(scores, happy) >= 0.9, judges.auc(scores, happy)
+
+
+def test_note_templates_hold_every_part_as_unit_columns():
+    templates, owners = judges.note_templates()
+    pitches = judges.TEMPLATE_PITCHES
+    per_instrument = len(pitches["melodic"]) * len(judges.TEMPLATE_BRIGHTNESS)
+    assert [owners.count(i) for i in world.MELODIC] == [per_instrument] * 5
+    assert owners.count("vocal") == (len(pitches["male"]) + len(pitches["female"])) * 4
+    assert owners.count("bass") == len(pitches["bass"])
+    assert templates.shape == (judges.TEMPLATE_FFT // 2 + 1, len(owners))
+    np.testing.assert_allclose(np.linalg.norm(templates, axis=0), 1.0, rtol=1e-5)
+    # a flute note is nearly one partial: its atom's peak bin is its fundamental's (A4 = MIDI 69, 440 Hz)
+    a4 = [k for k, o in enumerate(owners) if o == "flute"][(69 - 40) * 2 + 1]
+    assert abs(np.argmax(templates[:, a4]) * SR / judges.TEMPLATE_FFT - 440.0) < SR / judges.TEMPLATE_FFT
+
+
+#: the measured AUCs on these 24 clips, rendered: 0.86-1.0; after the round trip: 0.70-1.0 (docs/toy-world-v2.md)
+MELODIC_FLOORS = {"rendered": 0.8, "round_trip": 0.65}
+
+
+@pytest.mark.parametrize("instrument", ["piano", "flute", "violin", "trumpet"])
+def test_an_instruments_share_is_largest_in_the_clip_it_plays_in(instrument):
+    # one clip with a voice and drums, played by each melodic instrument in turn; the guitar fails this
+    # (the piano's and violin's notes take its share, docs/toy-world-v2.md), so it is not asserted for it
+    shares = {other: judges.melodic_shares(world.render(
+        attrs(instruments=(other, "drums"), vocal="female", genre="jazz"), FRESH + 7), SR)[instrument]
+        for other in world.MELODIC}
+    assert max(shares, key=shares.get) == instrument, shares
+
+
+def test_melodic_shares_sum_to_one_and_refuse_another_sample_rate(fresh):
+    _, waves, _ = fresh
+    assert abs(sum(judges.melodic_shares(waves[0], SR).values()) - 1.0) < 1e-5
+    with pytest.raises(ValueError, match="22050"):
+        judges.melodic_shares(waves[0], 22050)
+
+
+def test_melodic_judges_separate_fresh_clips_before_and_after_the_round_trip(fresh):
+    examples, waves, decoded = fresh
+    for view, clips in (("rendered", waves), ("round_trip", decoded)):
+        report = judges.measure_clips(examples[:24], list(clips[:24]), SR, list(world.MELODIC))
+        for instrument in world.MELODIC:
+            assert min(report[instrument]["labels"]) != max(report[instrument]["labels"])
+            assert report[instrument]["auc"] >= MELODIC_FLOORS[view], (view, instrument, report[instrument]["auc"])

@@ -65,6 +65,8 @@ _PROGRESSIONS = ([0, 3, 0, 4], [0, 4, 0, 3], [0, 0, 3, 4])
 OFFBEAT_GAIN = 0.6
 #: formant scale per voice (a shorter vocal tract lifts the formants).
 FORMANT_SCALE = {"male": 1.0, "female": 1.17}
+#: harmonic amplitudes of the bass
+BASS_HARMONICS = (1.0, 0.3, 0.1)
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ def render(attrs: Attributes, seed: int, nuisance: Nuisance | None = None, num_s
             root = chord(i, bass_base)[0]
             if attrs.genre == "jazz":  # walking: chord tones
                 root = int(rng.choice(chord(i, bass_base)))
-            bass = _oscillate(_table(np.array([1.0, 0.3, 0.1])), float(_midi_hz(root)), int(eighth * 1.8 * SAMPLE_RATE))
+            bass = _oscillate(_table(np.array(BASS_HARMONICS)), float(_midi_hz(root)), int(eighth * 1.8 * SAMPLE_RATE))
             _add(out, step_time(i), bass * _envelope("piano", len(bass), eighth * 1.8), accent(i) * g_bass)
     # vocal: vowel notes on chord tones in the voice's register, the loudest melodic part
     if attrs.vocal != "instrumental":
