@@ -152,6 +152,7 @@ def _mean_spectrum(wave: np.ndarray) -> np.ndarray:
     return spec.mean(1)
 
 
+@functools.cache
 def note_templates() -> tuple[np.ndarray, tuple[str, ...]]:
     """The world's note spectra as unit-norm columns W (bins x atoms), with the part each atom belongs to.
 
@@ -161,8 +162,6 @@ def note_templates() -> tuple[np.ndarray, tuple[str, ...]]:
     and the bass. Voices and bass are there so that their partials are not read as an instrument's.
     Built from the synthesizer's definitions, not learned from clips; cached after the first call.
     """
-    if _TEMPLATES:
-        return _TEMPLATES[0]
     from tada.toy import synth, world
 
     atoms, owners = [], []
@@ -182,12 +181,7 @@ def note_templates() -> tuple[np.ndarray, tuple[str, ...]]:
         atoms.append(_mean_spectrum(synth._oscillate(table, float(synth._midi_hz(midi)), int(0.3 * synth.SAMPLE_RATE))))
         owners.append("bass")
     templates = np.stack(atoms, 1)
-    _TEMPLATES.append(((templates / np.linalg.norm(templates, axis=0, keepdims=True)).astype(np.float32),
-                       tuple(owners)))
-    return _TEMPLATES[0]
-
-
-_TEMPLATES: list = []
+    return (templates / np.linalg.norm(templates, axis=0, keepdims=True)).astype(np.float32), tuple(owners)
 
 
 #: multiplicative updates of the decomposition, and the weight of its L1 term (see `melodic_shares`)
