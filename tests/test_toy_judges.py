@@ -113,7 +113,7 @@ def test_note_templates_hold_every_part_as_unit_columns():
     assert templates.shape == (judges.TEMPLATE_FFT // 2 + 1, len(owners))
     np.testing.assert_allclose(np.linalg.norm(templates, axis=0), 1.0, rtol=1e-5)
     # a flute note is nearly one partial: its atom's peak bin is its fundamental's (A4 = MIDI 69, 440 Hz)
-    a4 = [k for k, o in enumerate(owners) if o == "flute"][(69 - 40) * 2 + 1]
+    a4 = [k for k, o in enumerate(owners) if o == "flute"][(69 - 40) * len(judges.TEMPLATE_BRIGHTNESS)]
     assert abs(np.argmax(templates[:, a4]) * SR / judges.TEMPLATE_FFT - 440.0) < SR / judges.TEMPLATE_FFT
 
 

@@ -12,7 +12,7 @@ its shortcuts (v1's scorer could read brightness for mood).
 | vocal gender | median pyin f0 (MIDI) of the harmonic part above 85 Hz | female |
 | drums | percussive (HPSS) energy above 6 kHz over all energy (hi-hat, snare), log10 | present |
 | maracas | share of spectral energy at 2.5-5 kHz in the noisy (non-harmonic) part | present |
-| piano, flute, violin, trumpet, guitar | the instrument's share of the melodic activations when the harmonic part's spectrogram is decomposed onto the world's note spectra (`melodic_shares`) | present |
+| piano, flute, ... guitar | share of the melodic activations of the harmonic part (`melodic_shares`) | present |
 
 `validate` renders clips, optionally passes them through a representation's encode-decode
 round trip, and reports each judge's AUC:
@@ -144,12 +144,12 @@ TEMPLATE_PITCHES = {"melodic": range(40, 101), "male": range(43, 56), "female": 
 TEMPLATE_BRIGHTNESS = (0.3, 1.0)
 
 
-def _mean_spectrum(wave: np.ndarray) -> np.ndarray:
+def _magnitude(wave: np.ndarray) -> np.ndarray:
+    """STFT magnitude (bins x frames) at the decomposition's settings."""
     import librosa
 
-    spec = np.abs(librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=TEMPLATE_FFT, hop_length=TEMPLATE_HOP,
+    return np.abs(librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=TEMPLATE_FFT, hop_length=TEMPLATE_HOP,
                                center=False))
-    return spec.mean(1)
 
 
 @functools.cache
@@ -168,17 +168,18 @@ def note_templates() -> tuple[np.ndarray, tuple[str, ...]]:
     for instrument in MELODIC:
         for midi in TEMPLATE_PITCHES["melodic"]:
             for bright in TEMPLATE_BRIGHTNESS:
-                atoms.append(_mean_spectrum(synth._note(instrument, float(synth._midi_hz(midi)), 0.3, bright)))
+                atoms.append(_magnitude(synth._note(instrument, float(synth._midi_hz(midi)), 0.3, bright)).mean(1))
                 owners.append(instrument)
     for voice in ("male", "female"):
         for midi in TEMPLATE_PITCHES[voice]:
             for vowel in synth._VOWELS:
-                atoms.append(_mean_spectrum(world._vowel(float(synth._midi_hz(midi)), 0.3, vowel,
-                                                         world.FORMANT_SCALE[voice])))
+                note = world._vowel(float(synth._midi_hz(midi)), 0.3, vowel, world.FORMANT_SCALE[voice])
+                atoms.append(_magnitude(note).mean(1))
                 owners.append("vocal")
+    bass = synth._table(np.array(world.BASS_HARMONICS))
     for midi in TEMPLATE_PITCHES["bass"]:
-        table = synth._table(np.array(world.BASS_HARMONICS))
-        atoms.append(_mean_spectrum(synth._oscillate(table, float(synth._midi_hz(midi)), int(0.3 * synth.SAMPLE_RATE))))
+        note = synth._oscillate(bass, float(synth._midi_hz(midi)), int(0.3 * synth.SAMPLE_RATE))
+        atoms.append(_magnitude(note).mean(1))
         owners.append("bass")
     templates = np.stack(atoms, 1)
     return (templates / np.linalg.norm(templates, axis=0, keepdims=True)).astype(np.float32), tuple(owners)
@@ -199,7 +200,8 @@ def melodic_shares(wave, sample_rate: int) -> dict[str, float]:
         H <- H * (W^T (V / WH)) / (W^T 1 + mu),    mu = s * mean_frames(sum_bins V) / atoms,
 
     from a flat start, DECOMPOSITION_ITERATIONS times, s = DECOMPOSITION_SPARSITY. The L1 term prefers one
-    instrument's note to several atoms that each explain a partial. share(i) = sum of H over i's atoms / sum of H over all melodic atoms.
+    instrument's note to several atoms that each explain a partial.
+    share(i) = sum of H over i's atoms / sum of H over all melodic atoms.
     """
     import librosa
     import torch
@@ -207,8 +209,7 @@ def melodic_shares(wave, sample_rate: int) -> dict[str, float]:
     if sample_rate != 16000:
         raise ValueError(f"the note spectra are made at 16000 Hz; got sample_rate={sample_rate}")
     templates, owners = note_templates()
-    harmonic = librosa.effects.harmonic(wave, margin=1.0)
-    v = torch.from_numpy(np.abs(librosa.stft(harmonic, n_fft=TEMPLATE_FFT, hop_length=TEMPLATE_HOP, center=False)))
+    v = torch.from_numpy(_magnitude(librosa.effects.harmonic(wave, margin=1.0)))
     w = torch.from_numpy(templates)
     h = torch.full((w.shape[1], v.shape[1]), float(v.mean()) + 1e-12)
     denominator = w.sum(0)[:, None] + DECOMPOSITION_SPARSITY * float(v.sum(0).mean()) / w.shape[1]
@@ -228,10 +229,9 @@ def melodic_measure(instrument: str) -> Callable[[np.ndarray, int], float]:
     return measure
 
 
-MELODIC_THRESHOLDS = {"piano": 0.47, "flute": 0.26, "violin": 0.31, "trumpet": 0.22, "guitar": 0.14}
-
 #: Thresholds: the cut with the best accuracy on 200 rendered v2 clips (seeds 2 000 000-2 000 199),
 #: rounded; mood's is the natural 0, vocal gender's lies between the two sung ranges.
+MELODIC_THRESHOLDS = {"piano": 0.47, "flute": 0.26, "violin": 0.31, "trumpet": 0.22, "guitar": 0.14}
 JUDGES: dict[str, Judge] = {
     "tempo": Judge("tempo", "fast", "slow", tempo_measure, threshold=1.6),
     "mood": Judge("mood", "happy", "sad", mood_measure, threshold=0.0),
@@ -239,7 +239,8 @@ JUDGES: dict[str, Judge] = {
     "vocal_gender": Judge("vocal_gender", "female", "male", vocal_measure, threshold=56.0),
     "drums": Judge("drums", "drums", "none", drums_measure, threshold=-2.95),
     "maracas": Judge("maracas", "maracas", "none", maracas_measure, threshold=0.25),
-    **{name: Judge(name, name, "none", melodic_measure(name), threshold=cut) for name, cut in MELODIC_THRESHOLDS.items()},
+    **{name: Judge(name, name, "none", melodic_measure(name), threshold=cut)
+       for name, cut in MELODIC_THRESHOLDS.items()},
 }
 
 
@@ -399,7 +400,7 @@ def adherence(waves: np.ndarray, prompts: list[str], sample_rate: int = 16000) -
         if hits:
             result[f"judge:{concept}"] = float(np.mean(hits))
     for concept in INSTRUMENTS:
-        hits = [JUDGES[concept].decide(np.asarray(wave).reshape(-1), sample_rate) == bool(atoms[index[("instrument", concept)]] > 0)
-                for wave, atoms in zip(waves, named)]
+        hits = [JUDGES[concept].decide(np.asarray(wave).reshape(-1), sample_rate)
+                == bool(atoms[index[("instrument", concept)]] > 0) for wave, atoms in zip(waves, named)]
         result[f"judge:{concept}"] = float(np.mean(hits))
     return result
