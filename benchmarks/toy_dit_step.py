@@ -1,7 +1,7 @@
 """Seconds per training step of a toy world's DiT, eager and under torch.compile, side by side in one run.
 
-One step is what `python -m tada.toy.train model` does per batch: the flow-matching loss of the DiT's velocity
-on a batch of noised tokens, its backward pass, gradient clipping and an AdamW update. Both variants start from
+One step is `tada.toy.train.flow_step`, what `python -m tada.toy.train model` does per batch: the flow-matching
+loss of the DiT's velocity on a batch of noised tokens, its backward pass, gradient clipping and an AdamW update. Both variants start from
 the same weights and see the same batches; the first `--warmup` steps (compilation included) are not timed,
 and the losses of the timed steps must agree to 1e-4 relative, or the run stops.
 
@@ -28,6 +28,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from tada.toy.model import LinearLatent
+    from tada.toy.train import flow_step
     from tada.toy.worlds import get_world
 
     spec = get_world(args.world)
@@ -51,12 +52,7 @@ def main() -> None:
         for k, (xt, t, target) in enumerate(batches):
             if k == args.warmup:
                 start = time.perf_counter()
-            loss = torch.nn.functional.mse_loss(pipe.velocity(xt, t, states, mask, rotary), target)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            losses[name].append(loss.item())
+            losses[name].append(flow_step(pipe, opt, xt, t, states, mask, rotary, target).item())
         seconds[name] = (time.perf_counter() - start) / args.steps
     for a, b in zip(losses["eager"], losses["compiled"]):
         if abs(a - b) > 1e-4 * abs(a):

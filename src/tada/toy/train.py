@@ -318,6 +318,18 @@ def _text_states(out: Path, pipe: ToyPipeline, captions: list[list[str]]) -> tup
     return states, masks
 
 
+def flow_step(pipe: ToyPipeline, opt: torch.optim.Optimizer, xt: torch.Tensor, t: torch.Tensor, states: torch.Tensor,
+              mask: torch.Tensor, rotary, target: torch.Tensor) -> torch.Tensor:
+    """One optimizer step of the DiT on the flow loss mean ||v_theta(x_t, t, c) - (eps - x_0)||^2, gradients
+    clipped to norm 1; returns the loss."""
+    loss = torch.nn.functional.mse_loss(pipe.velocity(xt, t, states, mask, rotary), target)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(pipe.transformer.parameters(), 1.0)
+    opt.step()
+    return loss
+
+
 def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5e-4, eval_every: int = 500,
                 ship: Path | None = None, n_eval: int = 32, device: str = "cpu") -> ToyPipeline:
     """Rectified-flow training of the DiT; batches are drawn on the CPU (the same on every device) and moved to `device`.
@@ -391,11 +403,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
             for group in opt.param_groups:  # constant after warm-up: stopping at N == training with --steps N
                 group["lr"] = lr * min(1.0, (step + 1) / 300)
             xt, t, states, mask, target = (v.to(device) for v in (xt, t, states, mask, eps - x0))
-            loss = torch.nn.functional.mse_loss(pipe.velocity(xt, t, states, mask, rotary), target)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
+            loss = flow_step(pipe, opt, xt, t, states, mask, rotary, target)
             with torch.no_grad():
                 decay = min(0.999, (1 + step) / (10 + step))
                 for k, v in net.state_dict().items():
