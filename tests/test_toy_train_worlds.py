@@ -89,6 +89,20 @@ def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, 
     assert any(not torch.equal(v, w) for v, w in zip(a.values(), untrained.values()))
 
 
+def test_without_a_scorer_the_checks_are_the_judges_and_v1_is_refused(tmp_path, monkeypatch):
+    """The DiT can train before the scorer: its checks are then the physical judges' alone; v1 has none."""
+    monkeypatch.setattr(train, "CHUNK", 3)
+    train.build_data(tmp_path, n_train=3, n_test=0, world="v1")
+    with pytest.raises(ValueError, match="no scorer in .*world v1 has no physical judges"):
+        train.train_model(tmp_path, steps=1, seed=0, batch=2)
+    assert not (tmp_path / "model").exists()  # refused before any work
+    pipe = get_world("v1").random_pipeline(0)
+    prompts = ["a fast happy rock song with drums", "a slow sad jazz song with a male vocal"]
+    judged = train.prompt_adherence(pipe, None, prompts, seed=0, steps=2, judges=True)
+    assert judged and all(k.startswith("judge:") and 0 <= v <= 1 for k, v in judged.items())
+    assert {"judge:tempo", "judge:mood", "judge:drums"} <= set(judged)
+
+
 @pytest.mark.parametrize("name, message", [("gpu", "not a device torch knows"), ("cuda:0", "no CUDA GPU")])
 def test_a_training_device_this_machine_lacks_is_refused(name, message, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -151,11 +165,11 @@ def test_the_caption_cache_is_remade_for_other_captions(tmp_path):
 
 def test_v2s_dit_has_twelve_cross_attention_layers_and_is_as_wide_as_its_latent():
     spec = get_world("v2")
-    latent = LinearLatent.fit(torch.randn(2, 256, 160, generator=torch.Generator().manual_seed(0)), 128)
+    latent = LinearLatent.fit(torch.randn(2, 256, 160, generator=torch.Generator().manual_seed(0)), 64)
     pipe = spec.random_pipeline(0, latent=latent)
     config = pipe.transformer.config
-    assert config.num_layers == 12 and config.in_channels == 128 == pipe.channels and pipe.mel.n_mels == 256
+    assert config.num_layers == 12 and config.in_channels == 64 == pipe.channels and pipe.mel.n_mels == 256
     assert config.num_attention_heads * config.attention_head_dim >= config.in_channels and pipe.time_shift == 2.5
     assert pipe.mel.inverse == "nnls"
-    with pytest.raises(ValueError, match="world v2 takes a latent of 128 components; got None"):
+    with pytest.raises(ValueError, match="world v2 takes a latent of 64 components; got None"):
         spec.random_pipeline(0)

@@ -32,6 +32,7 @@ from tada.toy.model import TEXT_DIM, LinearLatent, MelSpec, ToyPipeline, shift_t
 from tada.toy.scorer import (
     ATOMS,
     GROUPS,
+    SCORER_CONFIG,
     AttributeNet,
     ToyScorer,
     atom_probabilities,
@@ -254,9 +255,10 @@ def eval_prompts(n: int, seed: int) -> list[str]:
     return [caption(sample_attributes(rng), rng, omit_prob=0.0) for _ in range(n)]
 
 
-def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer, prompts: list[str], seed: int, steps: int | None = None,
-                     guidance: float | None = None, batch: int = 32, judges: bool = False) -> dict[str, float]:
-    """Share of generations the scorer judges correct, per concept pair.
+def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer | None, prompts: list[str], seed: int,
+                     steps: int | None = None, guidance: float | None = None, batch: int = 32,
+                     judges: bool = False) -> dict[str, float]:
+    """Share of generations the scorer judges correct, per concept pair (no scorer: the judges' keys only).
 
     Exclusive groups (tempo, mood, female/male vocal, genre): among prompts naming one value of the
     group, the share whose most probable value (restricted to the named pair for vocal) is that value.
@@ -270,10 +272,22 @@ def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer, prompts: list[str], s
         chunk = prompts[s:s + batch]
         gens = [torch.Generator().manual_seed(seed + s + i) for i in range(len(chunk))]
         wave = pipe(chunk, gens, num_inference_steps=steps, guidance_scale=guidance)
-        probs.append(scorer.probabilities(Audio(wave, pipe.sample_rate)))
+        if scorer is not None:
+            probs.append(scorer.probabilities(Audio(wave, pipe.sample_rate)))
         waves.append(wave[:, 0].numpy())
         named.append(torch.stack([text_atoms(p) for p in chunk]))
-    probs, named = torch.cat(probs), torch.cat(named)
+    result = {}
+    if scorer is not None:
+        result.update(_scorer_adherence(torch.cat(probs), torch.cat(named)))
+    if judges:
+        from tada.toy import judges as physical
+
+        result.update(physical.adherence(np.concatenate(waves), prompts, pipe.sample_rate))
+    return result
+
+
+def _scorer_adherence(probs: torch.Tensor, named: torch.Tensor) -> dict[str, float]:
+    """prompt_adherence's scorer keys from the scorer's (N, atoms) probabilities and the prompts' named atoms."""
     index = {atom: k for k, atom in enumerate(ATOMS)}
     result = {}
     pairs = {"fast/slow": ("tempo", ("fast", "slow")), "happy/sad": ("mood", ("happy", "sad")),
@@ -287,10 +301,6 @@ def prompt_adherence(pipe: ToyPipeline, scorer: ToyScorer, prompts: list[str], s
     for inst in INSTRUMENTS:
         k = index[("instrument", inst)]
         result[inst] = ((probs[:, k] > 0.5) == (named[:, k] > 0.5)).float().mean().item()
-    if judges:
-        from tada.toy import judges as physical
-
-        result.update(physical.adherence(np.concatenate(waves), prompts, pipe.sample_rate))
     return result
 
 
@@ -334,14 +344,20 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
                 ship: Path | None = None, n_eval: int = 32, device: str = "cpu") -> ToyPipeline:
     """Rectified-flow training of the DiT; batches are drawn on the CPU (the same on every device) and moved to `device`.
 
-    Returns the pipeline with the EMA weights, on the CPU.
+    Every `eval_every` steps the EMA weights are checked on `n_eval` prompts by the scorer in out/scorer and, for
+    worlds with physical judges, by the judges; without a scorer (it may be trained after the DiT) by the judges
+    alone. Returns the pipeline with the EMA weights, on the CPU.
     """
+    spec = get_world(world_of(out))
+    scorer = ToyScorer.from_pretrained(out / "scorer") if (out / "scorer" / SCORER_CONFIG).exists() else None
+    if scorer is None and spec.name == "v1":
+        raise TadaError(f"no scorer in {out / 'scorer'}: world v1 has no physical judges, so its in-training checks "
+                        f"need one (python -m tada.toy.train scorer --out {out})")
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
     mel = data_mel(out)
     data = load_split(out, "train", round_trip=False)
     x_all = mel.normalize(data["log_mel"].float())
-    spec = get_world(world_of(out))
     ckpt, start = folder / "checkpoint.pt", 0
     state = torch.load(ckpt, weights_only=False, map_location="cpu") if ckpt.exists() else None
     latent = None
@@ -351,7 +367,6 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
         x_all = latent.encode(x_all)
     pipe = spec.random_pipeline(seed, mel, latent)
     states_all, mask_all = _text_states(out, pipe, data["captions"])
-    scorer = ToyScorer.from_pretrained(out / "scorer")
     net = pipe.transformer.to(device)
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)

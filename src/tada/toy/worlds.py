@@ -2,7 +2,7 @@
 
 `v1` is the shipped one (`tada.toy.synth`, 64-bin log-mel, 8 layers); `v2` is `tada.toy.world`
 (concepts that vary alone, 6.36 s clips) with a representation that keeps pitch: 256-bin log-mel decoded
-through a non-negative magnitude, the DiT (12 layers, 128 wide) over their 128 leading principal components
+through a non-negative magnitude, the DiT (12 layers, 64 wide) over their 64 leading principal components
 (see `docs/toy-world-v2.md` for the measurements behind it).
 """
 
@@ -53,7 +53,8 @@ V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64, inve
 WORLDS: dict[str, WorldSpec] = {
     "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
     "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
-                    transformer=dict(num_layers=12), time_shift=2.5, pitch_classes=True, latent_components=128),
+                    transformer=dict(num_layers=12, num_attention_heads=2), time_shift=2.5, pitch_classes=True,
+                    latent_components=64),
 }
 
 
