@@ -350,9 +350,9 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     """
     spec = get_world(world_of(out))
     scorer = ToyScorer.from_pretrained(out / "scorer") if (out / "scorer" / SCORER_CONFIG).exists() else None
-    if scorer is None and spec.name == "v1":
-        raise TadaError(f"no scorer in {out / 'scorer'}: world v1 has no physical judges, so its in-training checks "
-                        f"need one (python -m tada.toy.train scorer --out {out})")
+    if scorer is None and not spec.judged:
+        raise TadaError(f"no scorer in {out / 'scorer'}: world {spec.name} has no physical judges, so its in-training "
+                        f"checks need one (python -m tada.toy.train scorer --out {out})")
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
     mel = data_mel(out)
@@ -388,7 +388,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
         live = {k: v.clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema)
         net.eval()
-        adherence = prompt_adherence(pipe, scorer, eval_prompts(n_eval, seed), seed=seed, judges=spec.name != "v1")
+        adherence = prompt_adherence(pipe, scorer, eval_prompts(n_eval, seed), seed=seed, judges=spec.judged)
         pipe.save_pretrained(folder / "latest")
         if ship is not None:
             pipe.save_pretrained(ship)

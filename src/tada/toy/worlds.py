@@ -31,6 +31,8 @@ class WorldSpec:
     pitch_classes: bool = False
     #: the DiT's tokens are this many principal components of the frames (tada.toy.model.LinearLatent); None: the bins
     latent_components: int | None = None
+    #: tada.toy.judges measures this world's concepts (its thresholds were set on this world's clips)
+    judged: bool = False
 
     def mel_spec(self, mean: list[float] | None = None, std: list[float] | None = None) -> MelSpec:
         n = self.mel.get("n_mels", 64)
@@ -54,7 +56,7 @@ WORLDS: dict[str, WorldSpec] = {
     "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
     "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
                     transformer=dict(num_layers=12, num_attention_heads=2), time_shift=2.5, pitch_classes=True,
-                    latent_components=64),
+                    latent_components=64, judged=True),
 }
 
 
