@@ -4,8 +4,9 @@ On a training folder's held-out clips (`python -m tada.toy.train data`), each cl
 t (x_t = (1 - t) x_0 + t eps, the same noise for every context) and the pipeline's velocity is scored against
 v = eps - x_0 (mean squared error over bins and frames) with three contexts: the clip's own caption, the caption
 of the next clip, and the unconditional context. A model that reads the text has "own" clearly below the other
-two, most of all at large t, where the prompt decides what the clip becomes. The last column is the loss of
-x_0 = 0 (v = x_t / t, error x_0 / t): a model above it at some t has not learned that t.
+two, most of all at large t, where the prompt decides what the clip becomes. The last two columns are the losses
+of x_0 = 0 (v = x_t / t, error x_0 / t) and of the best linear guess v = c_skip x_t (`tada.toy.model.preconditioning`,
+which a preconditioned DiT gives when its output is 0): a model above them at some t has not learned that t.
 
     python benchmarks/toy_text_gain.py --out runs/toy-v2 --weights runs/toy-v2/model/latest
 """
@@ -28,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from tada.toy.model import ToyPipeline
+    from tada.toy.model import ToyPipeline, preconditioning
     from tada.toy.train import load_split
 
     pipe = ToyPipeline.from_pretrained(args.weights)
@@ -42,7 +43,7 @@ def main() -> None:
     rotary = pipe.rotary_embedding()
     g = torch.Generator().manual_seed(0)
     print(f"{args.weights}: {len(x0)} held-out clips; flow loss per context")
-    print("t      " + "  ".join(f"{name:>7}" for name in contexts) + "   x0 = 0")
+    print("t      " + "  ".join(f"{name:>7}" for name in contexts) + "   x0 = 0   linear")
     with torch.no_grad():
         for t in (float(v) for v in args.times.split(",")):
             eps = torch.randn(x0.shape, generator=g)
@@ -50,7 +51,9 @@ def main() -> None:
             losses = [torch.nn.functional.mse_loss(pipe.velocity(xt, torch.full((len(x0),), t), *c, rotary), target)
                       for c in contexts.values()]
             trivial = x0.pow(2).mean() / t**2
-            print(f"{t:<6g} " + "  ".join(f"{loss.item():7.4f}" for loss in losses) + f"   {trivial:7.4f}")
+            linear = (target - preconditioning(torch.tensor(t))[1] * xt).pow(2).mean()
+            print(f"{t:<6g} " + "  ".join(f"{loss.item():7.4f}" for loss in losses)
+                  + f"   {trivial:7.4f}  {linear:7.4f}")
 
 
 if __name__ == "__main__":

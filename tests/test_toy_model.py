@@ -17,6 +17,7 @@ from tada.toy.model import (
     LinearLatent,
     MelSpec,
     ToyPipeline,
+    preconditioning,
     shift_time,
 )
 from tada.toy.synth import NUM_SAMPLES, SAMPLE_RATE, make_example
@@ -235,7 +236,7 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "pipeline_config.json").read_text())
     assert config["transformer"]["num_layers"] == 2
-    assert config["sampling"]["time_shift"] == 1.0
+    assert config["sampling"]["time_shift"] == 1.0 and config["sampling"]["preconditioned"] is False
     loaded = ToyPipeline.from_pretrained(tmp_path)
     a = pipe.sample_frames(["jazz"], gens(0), 2)
     b = loaded.sample_frames(["jazz"], gens(0), 2)
@@ -289,6 +290,35 @@ def test_a_shifted_pipeline_samples_at_the_shifted_times(pipe):
     with CallRecorder(pipe.transformer) as rec:
         shifted.sample_frames(["jazz"], gens(0), num_inference_steps=2, guidance_scale=1.0)
     assert [float(c["timestep"][0]) for c in rec.calls] == pytest.approx([1.0, 0.75])
+
+
+def test_preconditioning_follows_its_equations():
+    t = torch.tensor([0.0, 0.5, 0.75, 1.0])
+    c_in, c_skip, c_out = preconditioning(t)
+    # s^2 = (1 - t)^2 + t^2 = 1, 0.5, 0.625, 1; c_skip = (2t - 1) / s^2 = -1, 0, 0.8, 1; c_in = c_out = 1 / s
+    torch.testing.assert_close(c_skip, torch.tensor([-1.0, 0.0, 0.8, 1.0]))
+    torch.testing.assert_close(c_out, torch.tensor([1.0, 2 ** 0.5, 0.625 ** -0.5, 1.0]))
+    assert torch.equal(c_in, c_out)
+    # c_skip x_t is the best linear guess of v = eps - x_0, its error is c_out^2 per channel (unit-variance x_0)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(200_000, generator=g), torch.randn(200_000, generator=g)
+    xt, v = 0.25 * x0 + 0.75 * eps, eps - x0
+    assert float(((v - c_skip[2] * xt) ** 2).mean()) == pytest.approx(float(c_out[2] ** 2), rel=0.02)
+    assert float(((v - c_skip[2] * xt) / c_out[2]).var()) == pytest.approx(1.0, rel=0.02)
+
+
+def test_a_preconditioned_pipeline_wraps_the_dit_output_and_the_plain_one_returns_it(pipe):
+    states, mask = pipe.encode_prompt(["jazz"])
+    x = torch.randn(1, pipe.channels, pipe.mel.frames, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0.75])
+    plain = pipe.velocity(x, t, states, mask)
+    wrapped = ToyPipeline(pipe.transformer, pipe.mel, pipe.tokenizer, pipe.text_encoder, preconditioned=True)
+    c_in, c_skip, c_out = preconditioning(t)
+    with torch.no_grad():
+        expected = c_skip * x + c_out * pipe.velocity(c_in * x, t, states, mask)
+        torch.testing.assert_close(wrapped.velocity(x, t, states, mask), expected)
+        assert not torch.allclose(wrapped.velocity(x, t, states, mask), plain)
+    assert pipe.preconditioned is False
 
 
 def test_a_time_shift_that_is_not_positive_is_refused():

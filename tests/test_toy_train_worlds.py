@@ -170,6 +170,6 @@ def test_v2s_dit_has_twelve_cross_attention_layers_and_is_as_wide_as_its_latent(
     config = pipe.transformer.config
     assert config.num_layers == 12 and config.in_channels == 64 == pipe.channels and pipe.mel.n_mels == 256
     assert config.num_attention_heads * config.attention_head_dim >= config.in_channels and pipe.time_shift == 2.5
-    assert pipe.mel.inverse == "nnls"
+    assert pipe.mel.inverse == "nnls" and pipe.preconditioned and not get_world("v1").preconditioned
     with pytest.raises(ValueError, match="world v2 takes a latent of 64 components; got None"):
         spec.random_pipeline(0)

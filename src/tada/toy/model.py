@@ -6,7 +6,8 @@ the DiT's global token is fed zeros (plus the timestep embedding the DiT adds it
 Generated log-mel frames are decoded to audio with Griffin-Lim from a linear magnitude found by the
 filterbank's pseudo-inverse or by non-negative least squares (`MelSpec.inverse`). The DiT's tokens are the
 normalized frames, or their coordinates in a fixed linear latent (`LinearLatent`, principal components of
-the training frames). The flow times may be shifted toward noise (``time_shift``; 1 for the shipped model).
+the training frames). The flow times may be shifted toward noise (``time_shift``; 1 for the shipped model), and the
+DiT may predict a preconditioned residual of the velocity (``preconditioned``; off for the shipped model).
 """
 
 from __future__ import annotations
@@ -236,6 +237,19 @@ def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
+def preconditioning(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c_in, c_skip, c_out) of v = c_skip x_t + c_out F(c_in x_t) for x_t = (1 - t) x_0 + t eps, unit-variance x_0.
+
+    Karras et al. 2022 (EDM, eq. 7 and appendix B.6) for the rectified flow's target v = eps - x_0: with
+    s^2 = Var(x_t) = (1 - t)^2 + t^2, c_in = 1 / s scales the input to unit variance, c_skip = Cov(v, x_t) / Var(x_t)
+    = (2t - 1) / s^2 is the best linear guess of v from x_t, and c_out = sqrt(Var(v) - c_skip^2 Var(x_t)) = 1 / s
+    (since 2 s^2 - (2t - 1)^2 = 1) is that guess's error, so F's target (v - c_skip x_t) / c_out has unit variance
+    at every t. F = 0 gives the linear guess, whose loss is 1 / s^2, at every t.
+    """
+    s2 = (1 - t) ** 2 + t ** 2
+    return s2.rsqrt(), (2 * t - 1) / s2, s2.rsqrt()
+
+
 class ToyPipeline:
     """Text -> (B, 1, N) waveform with a rectified flow over normalized log-mel frames.
 
@@ -243,12 +257,12 @@ class ToyPipeline:
     Euler steps from t = 1 (noise) to t = 0 at the times `shift_time(linspace(1, 0), time_shift)`.
     Classifier-free guidance: v = v_u + g (v_c - v_u). The unconditional context is all-zero token
     states with only the first token unmasked (the same context the model saw for dropped captions
-    in training).
+    in training). With ``preconditioned``, the DiT's output is F of `preconditioning` rather than v itself.
     """
 
     def __init__(self, transformer: StableAudioDiTModel, mel: MelSpec, tokenizer, text_encoder,
                  max_tokens: int = 32, num_inference_steps: int = 25, guidance_scale: float = 3.0,
-                 time_shift: float = 1.0, latent: LinearLatent | None = None):
+                 time_shift: float = 1.0, latent: LinearLatent | None = None, preconditioned: bool = False):
         if latent is not None and latent.basis.shape[0] != mel.n_mels:
             raise TadaError(f"the latent's basis spans {latent.basis.shape[0]} bins, not the {mel.n_mels} mel bins")
         channels = latent.channels if latent is not None else mel.n_mels
@@ -268,6 +282,7 @@ class ToyPipeline:
         self.latent = latent
         self.channels = channels
         self.time_shift = float(time_shift)
+        self.preconditioned = bool(preconditioned)
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.sample_rate = mel.sample_rate
@@ -278,7 +293,7 @@ class ToyPipeline:
     # ------------------------------------------------------------------ construction
     @classmethod
     def random(cls, seed: int = 0, mel: MelSpec | None = None, time_shift: float = 1.0,
-               latent: LinearLatent | None = None, **config_overrides) -> "ToyPipeline":
+               latent: LinearLatent | None = None, preconditioned: bool = False, **config_overrides) -> "ToyPipeline":
         """The same class with random DiT weights (seeded) over `mel` (default: `MelSpec()`) or over `latent`;
         `config_overrides` update the DiT config, whose channels and length follow from them."""
         unknown = set(config_overrides) - set(DEFAULT_TRANSFORMER)
@@ -291,7 +306,8 @@ class ToyPipeline:
         torch.manual_seed(seed)
         transformer = StableAudioDiTModel(**config)
         tokenizer, encoder = load_text_encoder()
-        return cls(transformer, mel, tokenizer, encoder, time_shift=time_shift, latent=latent)
+        return cls(transformer, mel, tokenizer, encoder, time_shift=time_shift, latent=latent,
+                   preconditioned=preconditioned)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None) -> "ToyPipeline":
@@ -319,7 +335,8 @@ class ToyPipeline:
             "transformer": dict(self.transformer.config),
             "mel": self.mel.to_config(),
             "sampling": {"max_tokens": self.max_tokens, "num_inference_steps": self.default_steps,
-                         "guidance_scale": self.default_guidance, "time_shift": self.time_shift},
+                         "guidance_scale": self.default_guidance, "time_shift": self.time_shift,
+                         "preconditioned": self.preconditioned},
             "latent": self.latent is not None,
         }
         config["transformer"] = {k: v for k, v in config["transformer"].items() if k in DEFAULT_TRANSFORMER}
@@ -358,15 +375,23 @@ class ToyPipeline:
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
                  rotary=None) -> torch.Tensor:
-        """One DiT call: predicted v = eps - x_0 for tokens x (N, channels, frames) at flow times t (N,).
+        """One DiT call: predicted v = eps - x_0 for tokens x (N, channels, frames) at flow times t (N,); the DiT's
+        output itself, or c_skip x + c_out F(c_in x) when `preconditioned`.
 
         Runs where x is (the DiT's device); the training CLI's ``--device`` puts both on a GPU.
         """
+        t = t.to(x.device)
+        if self.preconditioned:
+            c_in, c_skip, c_out = (c[:, None, None] for c in preconditioning(t.float()))
+            return c_skip * x + c_out * self._dit(c_in * x, t, states, mask, rotary)
+        return self._dit(x, t, states, mask, rotary)
+
+    def _dit(self, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, mask: torch.Tensor, rotary) -> torch.Tensor:
         glob = torch.zeros(x.shape[0], 1, self.transformer.config.global_states_input_dim, device=x.device)
         rotary = rotary if rotary is not None else self.rotary_embedding()
         return self.transformer(
             hidden_states=x,
-            timestep=t.to(x.device),
+            timestep=t,
             encoder_hidden_states=states.to(x.device),
             encoder_attention_mask=mask.to(x.device),
             global_hidden_states=glob,

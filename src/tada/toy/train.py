@@ -371,9 +371,10 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
     settings = {"seed": seed, "batch": batch, "lr": lr, "transformer": dict(net.config), "time_shift": pipe.time_shift,
-                "clips": len(x_all), "latent": spec.latent_components}
+                "preconditioned": pipe.preconditioned, "clips": len(x_all), "latent": spec.latent_components}
     if state is not None:
-        if {"latent": None, **state.get("settings", {})} != settings:  # settings from before latents: none
+        # settings from before latents and preconditioning had neither
+        if {"latent": None, "preconditioned": False, **state.get("settings", {})} != settings:
             raise TadaError(f"{ckpt} was trained with other settings ({state.get('settings')}; this run: {settings}):"
                             " move it away or use another --out")
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])

@@ -27,6 +27,8 @@ class WorldSpec:
     transformer: dict = field(default_factory=dict)  # overrides of tada.toy.model.DEFAULT_TRANSFORMER
     #: the flow-time shift of training and sampling (tada.toy.model.shift_time)
     time_shift: float = 1.0
+    #: the DiT predicts the preconditioned residual of the velocity (tada.toy.model.preconditioning)
+    preconditioned: bool = False
     #: the scorer reads a key-invariant pitch-class profile (tada.toy.scorer.PitchClassProfile) besides its convolutions
     pitch_classes: bool = False
     #: the DiT's tokens are this many principal components of the frames (tada.toy.model.LinearLatent); None: the bins
@@ -47,7 +49,7 @@ class WorldSpec:
             raise TadaError(f"world {self.name} takes a latent of {self.latent_components} components; got "
                             f"{None if latent is None else latent.channels}")
         return ToyPipeline.random(seed, mel=mel if mel is not None else self.mel_spec(), time_shift=self.time_shift,
-                                  latent=latent, **self.transformer)
+                                  latent=latent, preconditioned=self.preconditioned, **self.transformer)
 
 
 V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64, inverse="nnls")
@@ -55,8 +57,8 @@ V2_MEL = dict(n_mels=256, n_fft=1024, f_min=30.0, f_max=8000.0, gl_iter=64, inve
 WORLDS: dict[str, WorldSpec] = {
     "v1": WorldSpec("v1", synth.make_example, synth.NUM_SAMPLES),
     "v2": WorldSpec("v2", world.make_example, world.NUM_SAMPLES, mel=V2_MEL,
-                    transformer=dict(num_layers=12, num_attention_heads=2), time_shift=2.5, pitch_classes=True,
-                    latent_components=64, judged=True),
+                    transformer=dict(num_layers=12, num_attention_heads=2), time_shift=2.5, preconditioned=True,
+                    pitch_classes=True, latent_components=64, judged=True),
 }
 
 
