@@ -84,6 +84,16 @@ def test_adherence_agrees_with_the_true_captions_and_not_with_swapped_ones(fresh
     assert right["judge:trumpet"] >= 0.8
 
 
+def test_the_ceiling_judges_the_worlds_own_clips_against_their_own_captions():
+    """Clips paired with another seed's captions would name the wrong percussion half the time."""
+    result = judges.ceiling(n=8, seed_offset=FRESH)
+    assert set(result) == {"rendered", "round_trip"}
+    for view in result.values():
+        assert set(view) == {f"judge:{c}" for c in ("tempo", "mood", "vocal_gender", *judges.INSTRUMENTS)}
+        assert view["judge:drums"] >= 0.85 and view["judge:maracas"] >= 0.7 and view["judge:mood"] >= 0.85
+        assert view["judge:tempo"] >= 0.75 and view["judge:trumpet"] >= 0.85
+
+
 def test_the_toy_scorers_pitch_classes_read_the_mode_like_the_judge(fresh):
     """The v2 scorer's fixed pitch-class profile of the log-mel (no learning), scored with Temperley's key
     profiles, separates major from minor clips, also after the round trip."""

@@ -22,6 +22,10 @@ round trip, and reports each judge's AUC:
 `validate_measures` does the same for the MIR measures `tada eval` checks each concept by:
 
     python -m tada.toy.judges --measures --n 200 --world v1
+
+`ceiling` is the judges' adherence of the world's own clips to their full captions, the most a model can score:
+
+    python -m tada.toy.judges --ceiling --n 64
 """
 
 from __future__ import annotations
@@ -336,47 +340,6 @@ def validate_measures(n: int = 200, world: str = "v1", seed_offset: int = 2_000_
     return report
 
 
-def summary(report: dict) -> dict:
-    return {view: {c: {"auc": round(r["auc"], 3), "accuracy": round(r["accuracy"], 3), "n": r["n"]}
-                   for c, r in per.items()} for view, per in report.items()}
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="AUC of the toy world's physical judges on fresh clips")
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--world", default="v2")
-    parser.add_argument("--round-trip", action="store_true", help="also measure after the encode-decode round trip")
-    parser.add_argument("--concepts", nargs="*", default=None)
-    parser.add_argument("--representation", default=None, help="round-trip through this world's representation instead")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out-json", default=None, help="write the scores and labels here")
-    parser.add_argument("--measures", action="store_true",
-                        help="instead: the AUC of each MIR measure tada eval checks a concept by (validate_measures)")
-    args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    if args.measures:
-        report = validate_measures(args.n, args.world)
-        print(json.dumps(report, indent=1))
-        if args.out_json:
-            with open(args.out_json, "w") as f:
-                json.dump(report, f)
-        return
-    report = validate(args.n, args.world, with_round_trip=args.round_trip, concepts=args.concepts,
-                      representation=args.representation)
-    print(json.dumps(summary(report), indent=1))
-    if args.out_json:
-        with open(args.out_json, "w") as f:
-            json.dump(report, f)
-
-
-if __name__ == "__main__":
-    main()
-
-
 def adherence(waves: np.ndarray, prompts: list[str], sample_rate: int = 16000) -> dict[str, float]:
     """Share of generations the physical judges find to follow their prompt, per concept.
 
@@ -404,3 +367,60 @@ def adherence(waves: np.ndarray, prompts: list[str], sample_rate: int = 16000) -
                 == bool(atoms[index[("instrument", concept)]] > 0) for wave, atoms in zip(waves, named)]
         result[f"judge:{concept}"] = float(np.mean(hits))
     return result
+
+
+def ceiling(n: int = 64, world: str = "v2", seed_offset: int = 5_000_000) -> dict[str, dict[str, float]]:
+    """`adherence` of the world's own clips to captions naming every attribute, rendered and after the round trip:
+    what a model that rendered the world exactly would score, so the bound on any model's judged adherence."""
+    from tada.toy.synth import caption
+    from tada.toy.worlds import get_world
+
+    spec = get_world(world)
+    examples = [spec.make_example(seed_offset + i) for i in range(n)]
+    prompts = [caption(attrs, np.random.default_rng([seed_offset + i, 3]), omit_prob=0.0)
+               for i, (attrs, _, _) in enumerate(examples)]
+    waves = np.stack([e[2] for e in examples])
+    return {"rendered": adherence(waves, prompts), "round_trip": adherence(round_trip(waves, spec.mel_spec()), prompts)}
+
+
+def summary(report: dict) -> dict:
+    return {view: {c: {"auc": round(r["auc"], 3), "accuracy": round(r["accuracy"], 3), "n": r["n"]}
+                   for c, r in per.items()} for view, per in report.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="AUC of the toy world's physical judges on fresh clips")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--world", default="v2")
+    parser.add_argument("--round-trip", action="store_true", help="also measure after the encode-decode round trip")
+    parser.add_argument("--concepts", nargs="*", default=None)
+    parser.add_argument("--representation", default=None, help="round-trip through this world's representation instead")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out-json", default=None, help="write the scores and labels here")
+    parser.add_argument("--measures", action="store_true",
+                        help="instead: the AUC of each MIR measure tada eval checks a concept by (validate_measures)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="instead: the judges' adherence of the world's own clips to full captions (ceiling)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.measures or args.ceiling:
+        report = validate_measures(args.n, args.world) if args.measures else ceiling(args.n, args.world)
+        print(json.dumps(report, indent=1))
+        if args.out_json:
+            with open(args.out_json, "w") as f:
+                json.dump(report, f)
+        return
+    report = validate(args.n, args.world, with_round_trip=args.round_trip, concepts=args.concepts,
+                      representation=args.representation)
+    print(json.dumps(summary(report), indent=1))
+    if args.out_json:
+        with open(args.out_json, "w") as f:
+            json.dump(report, f)
+
+
+if __name__ == "__main__":
+    main()
