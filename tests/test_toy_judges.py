@@ -94,6 +94,22 @@ def test_the_ceiling_judges_the_worlds_own_clips_against_their_own_captions():
         assert view["judge:tempo"] >= 0.75 and view["judge:trumpet"] >= 0.85
 
 
+@pytest.mark.parametrize("argv, named", [(["--ceiling", "--n", "0"], "n = 0 clips; accepted: 1 or more"),
+                                          (["--n", "-3"], "n = -3 clips"),
+                                          (["--measures", "--world", "v9"], "unknown toy world 'v9'")])
+def test_a_bad_clip_count_or_world_is_one_line_before_any_clip(argv, named, capsys, monkeypatch):
+    import dataclasses
+
+    from tada.toy import worlds
+
+    for name, spec in list(worlds.WORLDS.items()):
+        monkeypatch.setitem(worlds.WORLDS, name, dataclasses.replace(
+            spec, make_example=lambda seed: pytest.fail("a clip was rendered")))
+    with pytest.raises(SystemExit) as exit_:
+        judges.main(argv)
+    assert exit_.value.code == 2 and named in capsys.readouterr().err
+
+
 def test_the_toy_scorers_pitch_classes_read_the_mode_like_the_judge(fresh):
     """The v2 scorer's fixed pitch-class profile of the log-mel (no learning), scored with Temperley's key
     profiles, separates major from minor clips, also after the round trip."""

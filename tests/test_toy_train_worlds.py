@@ -77,9 +77,19 @@ def test_dit_training_resumes_to_the_same_weights_and_ends_on_the_cpu(tmp_path, 
     assert [json.loads(line)["step"] for line in (two / "model" / "log.jsonl").read_text().splitlines()] == [2, 3]
     with pytest.raises(ValueError, match="trained with other settings"):
         train.train_model(two, steps=4, **{**kw, "batch": 3})
+    spec = get_world("v1")
+    monkeypatch.setitem(worlds.WORLDS, "v1", dataclasses.replace(spec, preconditioned=True))
+    with pytest.raises(ValueError, match="trained with other settings.*this run: .*'preconditioned': True"):
+        train.train_model(two, steps=4, **kw)  # the same folder, the velocity parametrized otherwise
+    monkeypatch.setitem(worlds.WORLDS, "v1", spec)
+    state = torch.load(two / "model" / "checkpoint.pt", weights_only=False)
+    del state["settings"]["preconditioned"]  # a checkpoint from before preconditioning existed: read as off
+    torch.save(state, two / "model" / "checkpoint.pt")
+    train.train_model(two, steps=4, **kw)
+    assert [json.loads(line)["step"] for line in (two / "model" / "log.jsonl").read_text().splitlines()] == [2, 3, 4]
     train.build_data(two, n_train=4, n_test=2, world="v1")  # more clips: the checkpoint saw other data
     with pytest.raises(ValueError, match="trained with other settings"):
-        train.train_model(two, steps=4, **kw)
+        train.train_model(two, steps=5, **kw)
     state = torch.load(one / "model" / "checkpoint.pt", weights_only=False)
     del state["settings"]
     torch.save(state, one / "model" / "checkpoint.pt")

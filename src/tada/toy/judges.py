@@ -288,6 +288,17 @@ def round_trip(waves: np.ndarray, mel) -> np.ndarray:
     return np.concatenate(out)
 
 
+def fresh_examples(n: int, world: str, seed_offset: int) -> tuple[list, np.ndarray]:
+    """`world`'s examples of seeds seed_offset .. seed_offset + n - 1 and their clips stacked (n, samples)."""
+    from tada.errors import TadaError
+    from tada.toy.worlds import get_world
+
+    if n < 1:
+        raise TadaError(f"n = {n} clips; accepted: 1 or more")
+    examples = [get_world(world).make_example(seed_offset + i) for i in range(n)]
+    return examples, np.stack([e[2] for e in examples])
+
+
 def validate(n: int = 200, world: str = "v2", seed_offset: int = 2_000_000, with_round_trip: bool = True,
              concepts: list[str] | None = None, representation: str | None = None) -> dict:
     """AUC (and accuracy at the threshold) of each judge on `n` fresh clips, rendered and round-tripped.
@@ -299,8 +310,7 @@ def validate(n: int = 200, world: str = "v2", seed_offset: int = 2_000_000, with
     from tada.toy.worlds import get_world
 
     spec = get_world(world)
-    examples = [spec.make_example(seed_offset + i) for i in range(n)]
-    waves = np.stack([e[2] for e in examples])
+    examples, waves = fresh_examples(n, world, seed_offset)
     sr = 16000
     report = {"rendered": measure_clips(examples, list(waves), sr, concepts)}
     if with_round_trip:
@@ -324,8 +334,7 @@ def validate_measures(n: int = 200, world: str = "v1", seed_offset: int = 2_000_
     from tada.toy.worlds import get_world
 
     spec = get_world(world)
-    examples = [spec.make_example(seed_offset + i) for i in range(n)]
-    waves = np.stack([e[2] for e in examples])
+    examples, waves = fresh_examples(n, world, seed_offset)
     views = {"rendered": waves, "round_trip": round_trip(waves, spec.mel_spec())}
     report: dict = {}
     for view, clips in views.items():
@@ -376,10 +385,9 @@ def ceiling(n: int = 64, world: str = "v2", seed_offset: int = 5_000_000) -> dic
     from tada.toy.worlds import get_world
 
     spec = get_world(world)
-    examples = [spec.make_example(seed_offset + i) for i in range(n)]
+    examples, waves = fresh_examples(n, world, seed_offset)
     prompts = [caption(attrs, np.random.default_rng([seed_offset + i, 3]), omit_prob=0.0)
                for i, (attrs, _, _) in enumerate(examples)]
-    waves = np.stack([e[2] for e in examples])
     return {"rendered": adherence(waves, prompts), "round_trip": adherence(round_trip(waves, spec.mel_spec()), prompts)}
 
 
@@ -391,7 +399,8 @@ def summary(report: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="AUC of the toy world's physical judges on fresh clips")
+    parser = argparse.ArgumentParser(prog="python -m tada.toy.judges",
+                                     description="AUC of the toy world's physical judges on fresh clips")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--world", default="v2")
     parser.add_argument("--round-trip", action="store_true", help="also measure after the encode-decode round trip")
@@ -406,17 +415,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch
 
+    from tada.errors import TadaError
+
     torch.set_num_threads(args.threads)
-    if args.measures or args.ceiling:
-        report = validate_measures(args.n, args.world) if args.measures else ceiling(args.n, args.world)
-        print(json.dumps(report, indent=1))
-        if args.out_json:
-            with open(args.out_json, "w") as f:
-                json.dump(report, f)
-        return
-    report = validate(args.n, args.world, with_round_trip=args.round_trip, concepts=args.concepts,
-                      representation=args.representation)
-    print(json.dumps(summary(report), indent=1))
+    try:
+        if args.measures or args.ceiling:
+            report = validate_measures(args.n, args.world) if args.measures else ceiling(args.n, args.world)
+            shown = report
+        else:
+            report = validate(args.n, args.world, with_round_trip=args.round_trip, concepts=args.concepts,
+                              representation=args.representation)
+            shown = summary(report)
+    except TadaError as err:  # a bad --n or --world: one line, before any clip is rendered
+        parser.error(str(err))
+    print(json.dumps(shown, indent=1))
     if args.out_json:
         with open(args.out_json, "w") as f:
             json.dump(report, f)
