@@ -120,6 +120,17 @@ def test_a_training_device_this_machine_lacks_is_refused(name, message, monkeypa
         train.training_device(name)
 
 
+@pytest.mark.parametrize("argv", [["data", "--n-train", "0"], ["data", "--n-extra", "-1"], ["scorer", "--steps", "0"],
+                                  ["model", "--batch", "0"], ["model", "--eval-every", "0"], ["model", "--threads", "0"],
+                                  ["evaluate", "--n", "0"], ["all", "--model-steps", "0"]])
+def test_a_count_below_its_least_is_refused_before_any_work(argv, tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(train.app, [*argv, "--out", str(tmp_path / "run")] if argv[0] != "evaluate" else argv)
+    assert result.exit_code == 2 and f"Invalid value for '{argv[1]}'" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()
+
+
 def test_worker_processes_render_the_same_chunks_as_one(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "CHUNK", 2)
     train.build_data(tmp_path / "one", n_train=4, n_test=2, world="v1")

@@ -442,6 +442,7 @@ def train_model(out: Path, steps: int, seed: int, batch: int = 32, lr: float = 5
 
 OutOpt = typer.Option(Path("runs/toy"), "--out", help="working folder (data, checkpoints, logs)")
 SeedOpt = typer.Option(0, "--seed")
+ThreadsOpt = typer.Option(1, "--threads", min=1, help="torch threads")
 
 
 def _setup(threads: int) -> None:
@@ -457,7 +458,8 @@ WorkersOpt = typer.Option(1, "--workers", min=1, help="processes rendering chunk
 
 
 @app.command()
-def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, n_extra: int = 2000, threads: int = 1,
+def data(out: Path = OutOpt, n_train: int = typer.Option(3500, min=1), n_test: int = typer.Option(500, min=1),
+         n_extra: int = typer.Option(2000, min=0), threads: int = ThreadsOpt,
          world: str = WorldOpt, workers: int = WorkersOpt):
     """Render the synthetic training, held-out and scorer-only clips (later stages read the world from --out)."""
     _setup(threads)
@@ -465,7 +467,7 @@ def data(out: Path = OutOpt, n_train: int = 3500, n_test: int = 500, n_extra: in
 
 
 @app.command()
-def scorer(out: Path = OutOpt, steps: int = 8000, seed: int = SeedOpt, threads: int = 1,
+def scorer(out: Path = OutOpt, steps: int = typer.Option(8000, min=1), seed: int = SeedOpt, threads: int = ThreadsOpt,
            ship: Path | None = typer.Option(None, help="also save the scorer here (e.g. src/tada/toy/weights)")):
     """Train the attribute scorer on the rendered clips and print its held-out accuracy."""
     _setup(threads)
@@ -490,8 +492,8 @@ DeviceOpt = typer.Option("cpu", "--device", help="where the DiT trains: cpu, cud
 
 
 @app.command()
-def model(out: Path = OutOpt, steps: int = 5500, seed: int = SeedOpt, batch: int = 32, eval_every: int = 500,
-          threads: int = 1, ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation"),
+def model(out: Path = OutOpt, steps: int = typer.Option(5500, min=1), seed: int = SeedOpt,
+          batch: int = typer.Option(32, min=1), eval_every: int = typer.Option(500, min=1), threads: int = ThreadsOpt, ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation"),
           device: str = DeviceOpt):
     """Train the DiT (rectified flow, 10% caption dropout), printing loss and prompt adherence."""
     device = training_device(device)
@@ -501,8 +503,8 @@ def model(out: Path = OutOpt, steps: int = 5500, seed: int = SeedOpt, batch: int
 
 @app.command()
 def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer folder (default: shipped weights)"),
-             n: int = 192, seed: int = 12345, steps: int | None = None, guidance: float | None = None,
-             threads: int = 1, out_json: Path | None = None,
+             n: int = typer.Option(192, min=1), seed: int = 12345, steps: int | None = typer.Option(None, min=1),
+             guidance: float | None = None, threads: int = ThreadsOpt, out_json: Path | None = None,
              judges: bool = typer.Option(False, help="also judge by physics (tada.toy.judges)"),
              scorer_path: Path | None = typer.Option(None, "--scorer", help="scorer folder (default: --weights)")):
     """Prompt adherence of unsteered generations on `n` fresh full captions, per concept pair."""
@@ -518,8 +520,8 @@ def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer f
 
 
 @app.command(name="all")
-def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = 5500, scorer_steps: int = 8000,
-               threads: int = 1, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into"),
+def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = typer.Option(5500, min=1),
+               scorer_steps: int = typer.Option(8000, min=1), threads: int = ThreadsOpt, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into"),
                world: str = WorldOpt, device: str = DeviceOpt, workers: int = WorkersOpt):
     """data, then scorer, then model."""
     device = training_device(device)
