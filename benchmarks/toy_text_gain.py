@@ -10,9 +10,13 @@ which a preconditioned DiT gives when its output is 0): a model above them at so
 
 A second table takes the prompt apart by concept: each clip's caption is written anew from its attributes, naming
 every one (omit_prob = 0), and once more with one concept named wrong (fast <-> slow, happy <-> sad, female <-> male,
-drums or maracas added or removed), in the same words (for an instrument, the list may be reordered); it gives loss(wrong) - loss(right) per concept, over
-the clips the concept applies to, with the same noise. Near 0: the DiT ignores that word; the own/other gap above
-can come from a single concept (the voice) while the others are at 0.
+drums or maracas added or removed), in the same words (for an instrument, the list may be reordered). It gives,
+per concept, over the clips the concept applies to and with the same noise, error(wrong) - error(right), where
+error is that of the DiT's estimate x_0 = x_t - t v over the normalized log-mel frames (decoded from the latent
+where there is one), so that DiTs over different tokens compare, and split into the error of each clip's mean
+frame (steady: timbre, register, which instruments sound) and the rest (changing: onsets, beat, note changes).
+Near 0: the DiT ignores that word (the own/other gap above can come from a single concept, the voice, while the
+others are at 0).
 
     python benchmarks/toy_text_gain.py --out runs/toy-v2 --weights runs/toy-v2/model/latest
 """
@@ -67,22 +71,36 @@ def main() -> None:
 
     attrs = [Attributes(**{**a, "instruments": tuple(a["instruments"])}) for a in test["attrs"][:args.n]]
     right = pipe.encode_prompt([caption(a, np.random.default_rng([i, 11]), omit_prob=0.0) for i, a in enumerate(attrs)])
-    print("\nloss(one concept named wrong) - loss(every concept named right), x 1000 (clips)")
-    print("t      " + "  ".join(f"{c:>13}" for c in CONCEPTS))
+    print("\nx_0 error over the frames, one concept named wrong - every concept named right, x 1000: "
+          "total = steady + changing part (clips)")
+    print("t      " + "  ".join(f"{c:>29}" for c in CONCEPTS))
     with torch.no_grad():
         for t in (float(v) for v in args.times.split(",")):
             eps = torch.randn(x0.shape, generator=g)
-            xt, target = (1 - t) * x0 + t * eps, eps - x0
+            xt = (1 - t) * x0 + t * eps
             cells = []
             for concept in CONCEPTS:
                 rows = [i for i, a in enumerate(attrs) if named_wrong(a, concept) is not None]
                 wrong = pipe.encode_prompt([caption(named_wrong(attrs[i], concept), np.random.default_rng([i, 11]),
                                                     omit_prob=0.0) for i in rows])
-                gaps = [torch.nn.functional.mse_loss(
-                    pipe.velocity(xt[rows], torch.full((len(rows),), t), *context, rotary), target[rows])
-                    for context in (wrong, tuple(c[rows] for c in right))]
-                cells.append(f"{1000 * (gaps[0] - gaps[1]).item():+8.2f} ({len(rows):2d})")
+                gaps = [frame_error(pipe, x0[rows], xt[rows], t, context, rotary)
+                        for context in (wrong, tuple(c[rows] for c in right))]
+                steady, changing = (1000 * (gaps[0] - gaps[1])).tolist()
+                cells.append(f"{steady + changing:+7.2f} = {steady:+6.2f} {changing:+6.2f} ({len(rows):2d})")
             print(f"{t:<6g} " + "  ".join(cells))
+
+
+def frame_error(pipe, x0: torch.Tensor, xt: torch.Tensor, t: float, context: tuple, rotary) -> torch.Tensor:
+    """Mean squared error of the DiT's estimate x_0 = x_t - t v over the normalized frames (decoded from the latent
+    where the DiT has one, against the frames' projection), in the same units for every representation, split
+    exactly into its steady and changing parts: with e the error and e_bar its mean over the frames of a clip,
+    mean(e^2) = mean(e_bar^2) + mean((e - e_bar)^2). Returns the two parts."""
+    estimate = xt - t * pipe.velocity(xt, torch.full((len(xt),), t), *context, rotary)
+    if pipe.latent is not None:
+        estimate, x0 = pipe.latent.decode(estimate), pipe.latent.decode(x0)
+    error = estimate - x0
+    steady = error.mean(-1, keepdim=True)
+    return torch.stack([steady.pow(2).mean(), (error - steady).pow(2).mean()])
 
 
 #: the concepts whose word `named_wrong` turns into its opposite
