@@ -74,17 +74,21 @@ def main() -> None:
     print("\nx_0 error over the frames, one concept named wrong - every concept named right, x 1000: "
           "total = steady + changing part (clips)")
     print("t      " + "  ".join(f"{c:>29}" for c in CONCEPTS))
+    pairs = {}  # concept -> (its clips, their captions with it named wrong, named right), encoded once for every t
+    for concept in CONCEPTS:
+        flipped = {i: f for i, a in enumerate(attrs) if (f := named_wrong(a, concept)) is not None}
+        rows = list(flipped)
+        wrong = pipe.encode_prompt([caption(f, np.random.default_rng([i, 11]), omit_prob=0.0)
+                                    for i, f in flipped.items()])
+        pairs[concept] = rows, wrong, tuple(c[rows] for c in right)
     with torch.no_grad():
         for t in (float(v) for v in args.times.split(",")):
             eps = torch.randn(x0.shape, generator=g)
             xt = (1 - t) * x0 + t * eps
             cells = []
             for concept in CONCEPTS:
-                rows = [i for i, a in enumerate(attrs) if named_wrong(a, concept) is not None]
-                wrong = pipe.encode_prompt([caption(named_wrong(attrs[i], concept), np.random.default_rng([i, 11]),
-                                                    omit_prob=0.0) for i in rows])
-                gaps = [frame_error(pipe, x0[rows], xt[rows], t, context, rotary)
-                        for context in (wrong, tuple(c[rows] for c in right))]
+                rows, *contexts = pairs[concept]
+                gaps = [frame_error(pipe, x0[rows], xt[rows], t, context, rotary) for context in contexts]
                 steady, changing = (1000 * (gaps[0] - gaps[1])).tolist()
                 cells.append(f"{steady + changing:+7.2f} = {steady:+6.2f} {changing:+6.2f} ({len(rows):2d})")
             print(f"{t:<6g} " + "  ".join(cells))

@@ -493,7 +493,8 @@ DeviceOpt = typer.Option("cpu", "--device", help="where the DiT trains: cpu, cud
 
 @app.command()
 def model(out: Path = OutOpt, steps: int = typer.Option(5500, min=1), seed: int = SeedOpt,
-          batch: int = typer.Option(32, min=1), eval_every: int = typer.Option(500, min=1), threads: int = ThreadsOpt, ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation"),
+          batch: int = typer.Option(32, min=1), eval_every: int = typer.Option(500, min=1), threads: int = ThreadsOpt,
+          ship: Path | None = typer.Option(None, help="also save the pipeline here at each evaluation"),
           device: str = DeviceOpt):
     """Train the DiT (rectified flow, 10% caption dropout), printing loss and prompt adherence."""
     device = training_device(device)
@@ -521,7 +522,8 @@ def evaluate(weights: Path | None = typer.Option(None, help="pipeline + scorer f
 
 @app.command(name="all")
 def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = typer.Option(5500, min=1),
-               scorer_steps: int = typer.Option(8000, min=1), threads: int = ThreadsOpt, ship: Path | None = typer.Option(None, help="folder to save the shipped weights into"),
+               scorer_steps: int = typer.Option(8000, min=1), threads: int = ThreadsOpt,
+               ship: Path | None = typer.Option(None, help="folder to save the shipped weights into"),
                world: str = WorldOpt, device: str = DeviceOpt, workers: int = WorkersOpt):
     """data, then scorer, then model."""
     device = training_device(device)
