@@ -131,6 +131,20 @@ def test_a_count_below_its_least_is_refused_before_any_work(argv, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["data", "--world", "v9"], "error: unknown toy world 'v9'; accepted: ['v1', 'v2']"),
+    (["model"], "error: no scorer in "),  # an empty --out
+])
+def test_bad_input_to_the_training_cli_is_one_line_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    """`python -m tada.toy.train` prints a TadaError as the one line `error: ...` with exit code 2, as `tada` does."""
+    monkeypatch.setattr("sys.argv", ["tada.toy.train", *argv, "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_:
+        train.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(message) and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_worker_processes_render_the_same_chunks_as_one(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "CHUNK", 2)
     train.build_data(tmp_path / "one", n_train=4, n_test=2, world="v1")

@@ -4,6 +4,8 @@ The command line prints a :class:`TadaError` as one line and exits with code 2; 
 keeps its traceback.
 """
 
+import sys
+
 
 class TadaError(ValueError):
     """Bad input: the message names the bad value and what would be accepted."""
@@ -25,3 +27,13 @@ def check_file(path, what: str = "file"):
     if not path.is_file():
         raise MissingFileError(f"{what} {path} does not exist" if not path.exists() else f"{what} {path} is not a file")
     return path
+
+
+def run_command(command) -> None:
+    """Run a command-line app (a typer app, or any callable): a :class:`TadaError` prints as the one literal line
+    ``error: <message>`` on stderr and exits with code 2; any other exception keeps its traceback."""
+    try:
+        command()
+    except TadaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -7,7 +7,6 @@ code 2; any other exception is a bug in tada and keeps its traceback.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -18,13 +17,9 @@ warnings.filterwarnings("ignore", message=".*Transformer2DModelOutput.*", catego
 
 from tada.cli import evaluate, localize, methods, protocol, sae, steer, studio  # noqa: E402,F401  (each registers its commands)
 from tada.cli.app import app  # noqa: E402
-from tada.errors import TadaError  # noqa: E402
+from tada.errors import run_command  # noqa: E402
 
 
 def main():
     """Entry point: usage errors as typer prints them, bad input as one literal line, bugs with tracebacks."""
-    try:
-        app()
-    except TadaError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_command(app)

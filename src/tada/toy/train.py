@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from tada.errors import MissingFileError, TadaError
+from tada.errors import MissingFileError, TadaError, run_command
 from tada.toy.model import TEXT_DIM, LinearLatent, MelSpec, ToyPipeline, shift_time
 from tada.toy.scorer import (
     ATOMS,
@@ -105,13 +105,13 @@ def build_data(out: Path, n_train: int, n_test: int, n_extra: int = 0, world: st
     same files as one. A chunk whose round-trip views were decoded with other settings is rendered again."""
     if workers < 1:
         raise TadaError(f"workers must be >= 1; got {workers}")
+    mel = get_world(world).mel_spec()  # an unknown world is refused before the folder is made
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / "world.json"
     if any(folder.glob("*.pt")) and world_of(out) != world:
         raise TadaError(f"{folder} holds clips of world {world_of(out)!r}, not {world!r}; use another --out")
     marker.write_text(json.dumps({"world": world}))
-    mel = get_world(world).mel_spec()
     jobs = [("train", s, min(s + CHUNK, n_train), (s // CHUNK) % GL_EVERY == 0) for s in range(0, n_train, CHUNK)]
     jobs += [("test", TEST_SEED_OFFSET + s, TEST_SEED_OFFSET + min(s + CHUNK, n_test), True)
              for s in range(0, n_test, CHUNK)]
@@ -535,5 +535,10 @@ def all_stages(out: Path = OutOpt, seed: int = SeedOpt, model_steps: int = typer
     train_model(out, model_steps, seed, ship=ship, device=device)
 
 
+def main():
+    """Entry point: bad input (e.g. a rerun with other settings) as one line ``error: ...``, exit code 2."""
+    run_command(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()
