@@ -81,6 +81,7 @@ def main() -> None:
         wrong = pipe.encode_prompt([caption(f, np.random.default_rng([i, 11]), omit_prob=0.0)
                                     for i, f in flipped.items()])
         pairs[concept] = rows, wrong, tuple(c[rows] for c in right)
+    frames = pipe.latent.decode(x0) if pipe.latent is not None else x0  # what every estimate is scored against
     with torch.no_grad():
         for t in (float(v) for v in args.times.split(",")):
             eps = torch.randn(x0.shape, generator=g)
@@ -88,21 +89,21 @@ def main() -> None:
             cells = []
             for concept in CONCEPTS:
                 rows, *contexts = pairs[concept]
-                gaps = [frame_error(pipe, x0[rows], xt[rows], t, context, rotary) for context in contexts]
+                gaps = [frame_error(pipe, frames[rows], xt[rows], t, context, rotary) for context in contexts]
                 steady, changing = (1000 * (gaps[0] - gaps[1])).tolist()
                 cells.append(f"{steady + changing:+7.2f} = {steady:+6.2f} {changing:+6.2f} ({len(rows):2d})")
             print(f"{t:<6g} " + "  ".join(cells))
 
 
-def frame_error(pipe, x0: torch.Tensor, xt: torch.Tensor, t: float, context: tuple, rotary) -> torch.Tensor:
-    """Mean squared error of the DiT's estimate x_0 = x_t - t v over the normalized frames (decoded from the latent
-    where the DiT has one, against the frames' projection), in the same units for every representation, split
+def frame_error(pipe, frames: torch.Tensor, xt: torch.Tensor, t: float, context: tuple, rotary) -> torch.Tensor:
+    """Mean squared error of the DiT's estimate x_0 = x_t - t v against the clean normalized `frames` (decoded from
+    the latent where the DiT has one: the frames' projection), in the same units for every representation, split
     exactly into its steady and changing parts: with e the error and e_bar its mean over the frames of a clip,
     mean(e^2) = mean(e_bar^2) + mean((e - e_bar)^2). Returns the two parts."""
     estimate = xt - t * pipe.velocity(xt, torch.full((len(xt),), t), *context, rotary)
     if pipe.latent is not None:
-        estimate, x0 = pipe.latent.decode(estimate), pipe.latent.decode(x0)
-    error = estimate - x0
+        estimate = pipe.latent.decode(estimate)
+    error = estimate - frames
     steady = error.mean(-1, keepdim=True)
     return torch.stack([steady.pow(2).mean(), (error - steady).pow(2).mean()])
 
